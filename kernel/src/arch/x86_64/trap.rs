@@ -1,0 +1,286 @@
+//! The IDT, the exception entry stubs, and what happens on an exception.
+//!
+//! Every exception in kernel context is fatal at this stage: the handler prints the vector, its
+//! name, the error code (decoded for page faults), RIP, CR2 and the registers, then stops with
+//! the exit code `0x40 + vector`. Nothing is left to a triple fault: the double fault, NMI and
+//! machine check run on their own IST stacks.
+
+use super::gdt::{DescriptorPointer, IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
+use super::instr::read_cr2;
+use crate::exit::ExitCode;
+use crate::kprintln;
+use core::arch::{asm, naked_asm};
+use core::cell::UnsafeCell;
+
+/// What the entry stubs leave on the stack, lowest address first.
+#[repr(C)]
+#[derive(Debug)]
+pub struct TrapFrame {
+    /// General registers, pushed by the common stub.
+    pub r15: u64,
+    #[allow(missing_docs)]
+    pub r14: u64,
+    #[allow(missing_docs)]
+    pub r13: u64,
+    #[allow(missing_docs)]
+    pub r12: u64,
+    #[allow(missing_docs)]
+    pub r11: u64,
+    #[allow(missing_docs)]
+    pub r10: u64,
+    #[allow(missing_docs)]
+    pub r9: u64,
+    #[allow(missing_docs)]
+    pub r8: u64,
+    #[allow(missing_docs)]
+    pub rbp: u64,
+    #[allow(missing_docs)]
+    pub rdi: u64,
+    #[allow(missing_docs)]
+    pub rsi: u64,
+    #[allow(missing_docs)]
+    pub rdx: u64,
+    #[allow(missing_docs)]
+    pub rcx: u64,
+    #[allow(missing_docs)]
+    pub rbx: u64,
+    #[allow(missing_docs)]
+    pub rax: u64,
+    /// The vector, pushed by the per-vector stub.
+    pub vector: u64,
+    /// The CPU's error code, or 0 for vectors without one.
+    pub error: u64,
+    /// Pushed by the CPU.
+    pub rip: u64,
+    #[allow(missing_docs)]
+    pub cs: u64,
+    #[allow(missing_docs)]
+    pub rflags: u64,
+    #[allow(missing_docs)]
+    pub rsp: u64,
+    #[allow(missing_docs)]
+    pub ss: u64,
+}
+
+/// The vectors for which the CPU pushes an error code.
+const fn has_error_code(vector: u8) -> bool {
+    matches!(vector, 8 | 10 | 11 | 12 | 13 | 14 | 17 | 21 | 29 | 30)
+}
+
+/// Short names, as the SDM abbreviates them.
+const NAMES: [&str; 32] = [
+    "#DE divide error",
+    "#DB debug",
+    "NMI",
+    "#BP breakpoint",
+    "#OF overflow",
+    "#BR bound range",
+    "#UD invalid opcode",
+    "#NM device not available",
+    "#DF double fault",
+    "coprocessor segment overrun",
+    "#TS invalid TSS",
+    "#NP segment not present",
+    "#SS stack fault",
+    "#GP general protection",
+    "#PF page fault",
+    "reserved 15",
+    "#MF x87 error",
+    "#AC alignment check",
+    "#MC machine check",
+    "#XM SIMD error",
+    "#VE virtualization",
+    "#CP control protection",
+    "reserved 22",
+    "reserved 23",
+    "reserved 24",
+    "reserved 25",
+    "reserved 26",
+    "reserved 27",
+    "#HV hypervisor injection",
+    "#VC VMM communication",
+    "#SX security",
+    "reserved 31",
+];
+
+macro_rules! stubs {
+    ($($v:literal),*) => {
+        /// Entry points, indexed by vector.
+        const STUBS: [unsafe extern "C" fn() -> !; 32] = [$(stub::<$v>),*];
+    };
+}
+stubs!(
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
+    26, 27, 28, 29, 30, 31
+);
+
+/// One vector's entry: pushes a zero error code where the CPU pushes none, then the vector, so
+/// the common path always sees the same frame.
+#[unsafe(naked)]
+unsafe extern "C" fn stub<const V: u8>() -> ! {
+    naked_asm!(
+        ".if {err} == 0",
+        "push 0",
+        ".endif",
+        "push {v}",
+        "jmp {common}",
+        err = const has_error_code(V) as u8,
+        v = const V,
+        common = sym common,
+    )
+}
+
+/// Saves every general register and calls [`dispatch`] with the frame. The frame is 22 words
+/// above a 16-byte aligned RSP (the CPU aligns it on entry), so the call keeps the ABI's
+/// alignment.
+#[unsafe(naked)]
+unsafe extern "C" fn common() -> ! {
+    naked_asm!(
+        "push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
+        "push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14",
+        "push r15",
+        "cld",
+        "mov rdi, rsp",
+        "call {dispatch}",
+        "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
+        "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
+        "add rsp, 16",
+        "iretq",
+        dispatch = sym dispatch,
+    )
+}
+
+/// Reports the exception and stops. Returning is reserved for the user-fault path of issue 3.
+extern "C" fn dispatch(frame: &mut TrapFrame) {
+    let vector = (frame.vector & 0x1f) as u8;
+    let context = if frame.cs & 3 == 0 { "kernel" } else { "user" };
+    kprintln!(
+        "brainix: FATAL: exception {} (vector {}) in {} context",
+        NAMES[usize::from(vector)],
+        vector,
+        context
+    );
+    if vector == 14 {
+        let e = frame.error;
+        kprintln!(
+            "brainix:   error={:#x} [{}, {}, {}{}] cr2={:#018x}",
+            e,
+            if e & 1 != 0 {
+                "protection"
+            } else {
+                "not-present"
+            },
+            if e & 2 != 0 { "write" } else { "read" },
+            if e & 4 != 0 { "user" } else { "supervisor" },
+            if e & 16 != 0 {
+                ", instruction-fetch"
+            } else {
+                ""
+            },
+            read_cr2()
+        );
+    } else {
+        kprintln!(
+            "brainix:   error={:#x} cr2={:#018x}",
+            frame.error,
+            read_cr2()
+        );
+    }
+    kprintln!(
+        "brainix:   rip={:#018x} cs={:#x} rflags={:#x} rsp={:#018x} ss={:#x}",
+        frame.rip,
+        frame.cs,
+        frame.rflags,
+        frame.rsp,
+        frame.ss
+    );
+    kprintln!(
+        "brainix:   rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x} rsi={:#x} rdi={:#x} rbp={:#x}",
+        frame.rax,
+        frame.rbx,
+        frame.rcx,
+        frame.rdx,
+        frame.rsi,
+        frame.rdi,
+        frame.rbp
+    );
+    kprintln!(
+        "brainix:   r8={:#x} r9={:#x} r10={:#x} r11={:#x} r12={:#x} r13={:#x} r14={:#x} r15={:#x}",
+        frame.r8,
+        frame.r9,
+        frame.r10,
+        frame.r11,
+        frame.r12,
+        frame.r13,
+        frame.r14,
+        frame.r15
+    );
+    super::stop(ExitCode::Exception(vector));
+}
+
+/// One IDT gate (Intel SDM vol. 3, 6.14.1).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Gate {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    attributes: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    _reserved: u32,
+}
+
+impl Gate {
+    const ABSENT: Gate = Gate {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        attributes: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        _reserved: 0,
+    };
+
+    /// A present interrupt gate, DPL 0: user code cannot raise it with `int`.
+    fn new(handler: u64, ist: u8) -> Gate {
+        Gate {
+            offset_low: handler as u16,
+            selector: KERNEL_CODE,
+            ist,
+            attributes: 0x8e,
+            offset_mid: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            _reserved: 0,
+        }
+    }
+}
+
+struct Idt(UnsafeCell<[Gate; 256]>);
+// SAFETY: written once by `init` on the only CPU with interrupts off; afterwards only the CPU
+// reads it.
+unsafe impl Sync for Idt {}
+
+static IDT: Idt = Idt(UnsafeCell::new([Gate::ABSENT; 256]));
+
+/// Fills the 32 exception gates and loads the IDT. Vectors 32 to 255 stay absent until the
+/// interrupt controller of issue 3 claims them; one arriving now is a #GP, which is reported.
+pub fn init() {
+    // SAFETY: see `Idt`; no interrupt can read the table while it is being written.
+    let idt = unsafe { &mut *IDT.0.get() };
+    for (vector, stub) in STUBS.iter().enumerate() {
+        let ist = match vector {
+            2 => IST_NMI,
+            8 => IST_DOUBLE_FAULT,
+            18 => IST_MACHINE_CHECK,
+            _ => 0,
+        };
+        idt[vector] = Gate::new(*stub as usize as u64, ist);
+    }
+    let pointer = DescriptorPointer {
+        limit: (core::mem::size_of::<[Gate; 256]>() - 1) as u16,
+        base: idt.as_ptr() as u64,
+    };
+    // SAFETY: the IDT is static and every present gate points at a stub in kernel text.
+    unsafe { asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags)) }
+}
