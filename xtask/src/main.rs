@@ -1,1 +1,266 @@
-fn main() {}
+//! `cargo xtask`: the BraiNIX build tool.
+//!
+//! - `cargo xtask build`: build the kernel images into `target/brainix/`.
+//! - `cargo xtask qemu [--machine M] [--cpu C] [-- ARGS]`: build, then boot the release image.
+//! - `cargo xtask run`: the main job: build, then run every invariant plan through lab-runner on
+//!   the default QEMU board.
+//! - `cargo xtask test`: check the machine has what the tests need, build, run every test.
+//! - `cargo xtask bench-boot [N]`: time QEMU start to boot report, median of N (default 10).
+//!
+//! Plain `std`: the build tool must build before anything else has.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// The kernel images and the features each is built with.
+const IMAGES: &[(&str, &[&str])] = &[
+    ("brainix-kernel.elf", &[]),
+    ("brainix-kernel-test.elf", &["test-hooks"]),
+    ("brainix-kernel-multiboot.elf", &["multiboot"]),
+];
+
+const KERNEL_TARGET: &str = "x86_64-unknown-none";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build") => build().map(|_| ()),
+        Some("qemu") => qemu(&args[1..]),
+        Some("run") => run(&args[1..]),
+        Some("test") => test(),
+        Some("bench-boot") => bench_boot(&args[1..]),
+        _ => Err(format!(
+            "usage: cargo xtask <build | qemu [--machine M] [--cpu C] [-- QEMU-ARGS] | run [LAB-RUNNER-ARGS] | test | bench-boot [N]>{}",
+            args.first()
+                .map(|a| format!("\nunknown command {a:?}"))
+                .unwrap_or_default()
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf()
+}
+
+fn image_dir() -> PathBuf {
+    workspace().join("target/brainix")
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace());
+    // A RUSTFLAGS variable would replace the bare-metal flags in .cargo/config.toml.
+    cmd.env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    cmd
+}
+
+fn status(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+/// Builds every image, each in its own target directory so that features never mix.
+fn build() -> Result<PathBuf, String> {
+    if std::env::var_os("RUSTFLAGS").is_some() {
+        eprintln!("xtask: note: RUSTFLAGS is set; it is ignored for the kernel build");
+    }
+    let out = image_dir();
+    std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+    for (name, features) in IMAGES {
+        let variant = name.trim_end_matches(".elf");
+        let target_dir = workspace().join("target/kernel").join(variant);
+        let mut cmd = cargo();
+        cmd.args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "brainix-kernel",
+            "--target",
+            KERNEL_TARGET,
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir);
+        if !features.is_empty() {
+            cmd.args(["--features", &features.join(",")]);
+        }
+        status(&mut cmd, &format!("building {name}"))?;
+        let built = target_dir
+            .join(KERNEL_TARGET)
+            .join("release/brainix-kernel");
+        std::fs::copy(&built, out.join(name))
+            .map_err(|e| format!("copying {} to {}: {e}", built.display(), out.display()))?;
+    }
+    eprintln!("xtask: images in {}", out.display());
+    Ok(out)
+}
+
+/// Stops with the exact command to run when a tool the tests need is missing.
+fn check_prerequisites() -> Result<(), String> {
+    let found = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        return Err(
+            "qemu-system-x86_64 is not installed. Install it with:\n\n    \
+             sudo apt-get update && sudo apt-get install -y qemu-system-x86\n"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn qemu(args: &[String]) -> Result<(), String> {
+    check_prerequisites()?;
+    let (mut machine, mut cpu) = ("q35".to_string(), "max".to_string());
+    let mut extra: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--machine" => machine = it.next().ok_or("--machine needs a value")?.clone(),
+            "--cpu" => cpu = it.next().ok_or("--cpu needs a value")?.clone(),
+            "--" => extra.extend(it.by_ref().cloned()),
+            other => return Err(format!("qemu: unknown option {other:?}")),
+        }
+    }
+    let dir = build()?;
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-M", &machine, "-accel", "tcg", "-cpu", &cpu, "-m", "128M"])
+        .args([
+            "-nodefaults",
+            "-no-reboot",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+        ])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .arg("-kernel")
+        .arg(dir.join("brainix-kernel.elf"))
+        .args(["-append", "brainix.exit=isa-debug-exit"])
+        .args(&extra);
+    let status = cmd.status().map_err(|e| format!("starting QEMU: {e}"))?;
+    // The kernel leaves through isa-debug-exit: 33 is a clean boot.
+    match status.code() {
+        Some(33) => Ok(()),
+        other => Err(format!(
+            "QEMU exited with {other:?} (33 means a clean boot)"
+        )),
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    check_prerequisites()?;
+    let dir = build()?;
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "lab-runner",
+        "--",
+        "run",
+        "--board",
+        "qemu-q35",
+        "--plan",
+        "all",
+    ])
+    .arg("--image-dir")
+    .arg(&dir)
+    .args(args);
+    status(&mut cmd, "lab-runner")
+}
+
+fn test() -> Result<(), String> {
+    check_prerequisites()?;
+    status(
+        cargo().args(["fmt", "--all", "--", "--check"]),
+        "cargo fmt --check (run `cargo fmt --all`)",
+    )?;
+    let dir = build()?;
+    status(
+        cargo()
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .env("BRAINIX_IMAGE_DIR", &dir),
+        "cargo test --workspace",
+    )
+}
+
+/// Wall time from spawning QEMU to the boot-report line, read as the bytes arrive.
+fn bench_boot(args: &[String]) -> Result<(), String> {
+    use std::io::{BufRead, BufReader};
+    check_prerequisites()?;
+    let n: usize = match args.first() {
+        Some(a) => a
+            .parse()
+            .map_err(|_| format!("bench-boot: {a:?} is not a count"))?,
+        None => 10,
+    };
+    let dir = build()?;
+    for machine in ["q35", "pc", "microvm"] {
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let start = Instant::now();
+            let mut child = Command::new("qemu-system-x86_64")
+                .args(["-M", machine, "-accel", "tcg", "-cpu", "max", "-m", "128M"])
+                .args([
+                    "-nodefaults",
+                    "-no-reboot",
+                    "-display",
+                    "none",
+                    "-serial",
+                    "stdio",
+                ])
+                .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+                .arg("-kernel")
+                .arg(dir.join("brainix-kernel.elf"))
+                .args(["-append", "brainix.exit=isa-debug-exit"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("starting QEMU: {e}"))?;
+            let stdout = child.stdout.take().ok_or("no stdout")?;
+            let mut seen = None;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("BRAINIX-BOOT-REPORT") && seen.is_none() {
+                    seen = Some(start.elapsed());
+                }
+            }
+            let _ = child.wait();
+            times.push(seen.ok_or("no boot report")?);
+        }
+        times.sort();
+        let median = times[n / 2];
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "boot-to-report {machine}: median {:.1} ms, min {:.1} ms, max {:.1} ms (n={n}, TCG)",
+            ms(median),
+            ms(times[0]),
+            ms(times[n - 1])
+        );
+    }
+    let elf = std::fs::read(dir.join("brainix-kernel.elf")).map_err(|e| e.to_string())?;
+    println!("brainix-kernel.elf: {} bytes", elf.len());
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! The one harness every QEMU integration test uses: find a built image, boot it with a board's
+//! flags, collect the serial output and the exit status, and always reap QEMU.
+//!
+//! Plain `std` on purpose: the kernel's tests need no async runtime, and a dependency here would
+//! be a dependency of every crate that tests under QEMU.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The directory holding the built images: `BRAINIX_IMAGE_DIR`, else `<workspace>/target/brainix`.
+pub fn image_dir() -> PathBuf {
+    match std::env::var_os("BRAINIX_IMAGE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/brainix"),
+    }
+}
+
+/// The path of image `name`, or a panic that says how to build it. A missing image fails the
+/// test: it is never a silent skip.
+pub fn image(name: &str) -> PathBuf {
+    let path = image_dir().join(name);
+    assert!(
+        path.is_file(),
+        "kernel image {} is missing: build the images with `cargo xtask build` \
+         (`cargo xtask test` does it for you)",
+        path.display()
+    );
+    path
+}
+
+/// One QEMU boot, described the way a board profile would.
+#[derive(Clone, Debug)]
+pub struct Boot {
+    image: PathBuf,
+    machine: String,
+    cpu: String,
+    memory: String,
+    append: String,
+    debug_exit: bool,
+    timeout: Duration,
+}
+
+/// What a boot left behind.
+#[derive(Debug)]
+pub struct Outcome {
+    /// QEMU's exit status; `None` when the harness had to kill it.
+    pub status: Option<i32>,
+    /// Everything the guest wrote to COM1, lossily decoded.
+    pub serial: String,
+    /// QEMU's own complaints.
+    pub stderr: String,
+    /// Whether the timeout ran out.
+    pub timed_out: bool,
+    /// From spawning QEMU to its exit (or the kill).
+    pub elapsed: Duration,
+}
+
+impl Boot {
+    /// A boot of `image` on q35 with `-cpu max`, 128 MiB, and the debug-exit device.
+    pub fn new(image: PathBuf) -> Boot {
+        Boot {
+            image,
+            machine: "q35".into(),
+            cpu: "max".into(),
+            memory: "128M".into(),
+            append: String::new(),
+            debug_exit: true,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The QEMU machine type (`q35`, `pc`, `microvm`).
+    pub fn machine(mut self, machine: &str) -> Boot {
+        self.machine = machine.into();
+        self
+    }
+
+    /// The CPU model and flags, as `-cpu` takes them.
+    pub fn cpu(mut self, cpu: &str) -> Boot {
+        self.cpu = cpu.into();
+        self
+    }
+
+    /// Extra kernel command line, after the harness's own `brainix.exit` option.
+    pub fn append(mut self, append: &str) -> Boot {
+        self.append = append.into();
+        self
+    }
+
+    /// Leaves out the debug-exit device and the option naming it.
+    pub fn without_debug_exit(mut self) -> Boot {
+        self.debug_exit = false;
+        self
+    }
+
+    /// How long before QEMU is killed.
+    pub fn timeout(mut self, timeout: Duration) -> Boot {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The full QEMU command.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        let mut append = String::new();
+        if self.debug_exit {
+            cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+            append.push_str("brainix.exit=isa-debug-exit ");
+        }
+        append.push_str(&self.append);
+        cmd.args([
+            "-M",
+            &self.machine,
+            "-accel",
+            "tcg",
+            "-cpu",
+            &self.cpu,
+            "-m",
+            &self.memory,
+        ])
+        .args([
+            "-nodefaults",
+            "-no-reboot",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+        ])
+        .arg("-kernel")
+        .arg(&self.image)
+        .args(["-append", append.trim_end()]);
+        cmd
+    }
+
+    /// Boots and waits for QEMU to exit or the timeout to run out. QEMU is killed and reaped on
+    /// every path, a panic in the caller included.
+    pub fn run(&self) -> Outcome {
+        let start = Instant::now();
+        let child = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start qemu-system-x86_64 ({e}): install it with `sudo apt-get install -y qemu-system-x86`")
+            });
+        let mut child = Reaped(child);
+        let stdout = child.0.stdout.take().map(drain);
+        let stderr = child.0.stderr.take().map(drain);
+        let mut timed_out = false;
+        let status = loop {
+            if let Some(status) = child.0.try_wait().expect("waiting for qemu") {
+                break status.code();
+            }
+            if start.elapsed() >= self.timeout {
+                timed_out = true;
+                let _ = child.0.kill();
+                let _ = child.0.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let elapsed = start.elapsed();
+        let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+            String::from_utf8_lossy(&h.map(|h| h.join().unwrap_or_default()).unwrap_or_default())
+                .into_owned()
+        };
+        Outcome {
+            status,
+            serial: join(stdout),
+            stderr: join(stderr),
+            timed_out,
+            elapsed,
+        }
+    }
+}
+
+/// Kills the child when dropped, so no QEMU outlives a failing test.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+impl Outcome {
+    /// The first line that starts with `prefix`.
+    pub fn line(&self, prefix: &str) -> Option<&str> {
+        self.serial.lines().find(|l| l.starts_with(prefix))
+    }
+
+    /// The boot report's fields, when there is exactly one report line.
+    pub fn boot_report(&self) -> Option<BTreeMap<String, String>> {
+        let mut reports = self
+            .serial
+            .lines()
+            .filter(|l| l.starts_with("BRAINIX-BOOT-REPORT v1 "));
+        let line = reports.next()?;
+        if reports.next().is_some() {
+            return None;
+        }
+        Some(
+            line.split_ascii_whitespace()
+                .skip(2)
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+
+    /// A readable dump for assertion messages.
+    pub fn dump(&self) -> String {
+        format!(
+            "status={:?} timed_out={} elapsed={:?}\n--- serial ---\n{}\n--- qemu stderr ---\n{}",
+            self.status, self.timed_out, self.elapsed, self.serial, self.stderr
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_report_needs_exactly_one_line() {
+        let out = |serial: &str| Outcome {
+            status: Some(33),
+            serial: serial.into(),
+            stderr: String::new(),
+            timed_out: false,
+            elapsed: Duration::ZERO,
+        };
+        let one = out("x\nBRAINIX-BOOT-REPORT v1 a=1 selfcheck=PASS junk\n");
+        let r = one.boot_report().unwrap();
+        assert_eq!(r["selfcheck"], "PASS");
+        assert_eq!(r.len(), 2);
+        assert!(
+            out("BRAINIX-BOOT-REPORT v1 a=1\nBRAINIX-BOOT-REPORT v1 a=2\n")
+                .boot_report()
+                .is_none()
+        );
+        assert!(
+            out("echo BRAINIX-BOOT-REPORT v1 a=1\n")
+                .boot_report()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_command_names_the_debug_exit_device_only_when_asked() {
+        let with = format!("{:?}", Boot::new("k.elf".into()).append("x=1").command());
+        assert!(
+            with.contains("isa-debug-exit,iobase=0xf4")
+                && with.contains("brainix.exit=isa-debug-exit x=1")
+        );
+        let without = format!(
+            "{:?}",
+            Boot::new("k.elf".into()).without_debug_exit().command()
+        );
+        assert!(!without.contains("isa-debug-exit"));
+    }
+}
