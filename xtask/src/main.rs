@@ -9,6 +9,7 @@
 //!
 //! Plain `std`: the build tool must build before anything else has.
 
+use brainix_testkit::Boot;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -145,21 +146,8 @@ fn qemu(args: &[String]) -> Result<(), String> {
         }
     }
     let dir = build()?;
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-M", &machine, "-accel", "tcg", "-cpu", &cpu, "-m", "128M"])
-        .args([
-            "-nodefaults",
-            "-no-reboot",
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-        ])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-        .arg("-kernel")
-        .arg(dir.join("brainix-kernel.elf"))
-        .args(["-append", "brainix.exit=isa-debug-exit"])
-        .args(&extra);
+    let mut cmd = Boot::new(dir.join("brainix-kernel.elf")).machine(&machine).cpu(&cpu).command();
+    cmd.args(&extra);
     let status = cmd.status().map_err(|e| format!("starting QEMU: {e}"))?;
     // The kernel leaves through isa-debug-exit: 33 is a clean boot.
     match status.code() {
@@ -223,20 +211,9 @@ fn bench_boot(args: &[String]) -> Result<(), String> {
         let mut times = Vec::with_capacity(n);
         for _ in 0..n {
             let start = Instant::now();
-            let mut child = Command::new("qemu-system-x86_64")
-                .args(["-M", machine, "-accel", "tcg", "-cpu", "max", "-m", "128M"])
-                .args([
-                    "-nodefaults",
-                    "-no-reboot",
-                    "-display",
-                    "none",
-                    "-serial",
-                    "stdio",
-                ])
-                .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-                .arg("-kernel")
-                .arg(dir.join("brainix-kernel.elf"))
-                .args(["-append", "brainix.exit=isa-debug-exit"])
+            let mut child = Boot::new(dir.join("brainix-kernel.elf"))
+                .machine(machine)
+                .command()
                 .stdout(Stdio::piped())
                 .spawn()
                 .map_err(|e| format!("starting QEMU: {e}"))?;
