@@ -146,7 +146,10 @@ fn qemu(args: &[String]) -> Result<(), String> {
         }
     }
     let dir = build()?;
-    let mut cmd = Boot::new(dir.join("brainix-kernel.elf")).machine(&machine).cpu(&cpu).command();
+    let mut cmd = Boot::new(dir.join("brainix-kernel.elf"))
+        .machine(&machine)
+        .cpu(&cpu)
+        .command();
     cmd.args(&extra);
     let status = cmd.status().map_err(|e| format!("starting QEMU: {e}"))?;
     // The kernel leaves through isa-debug-exit: 33 is a clean boot.
