@@ -22,9 +22,13 @@ fn test_image(scenario: &str) -> Outcome {
 
 /// The frames of one boot, checked the way lab-runner checks them: nonce, sequence and CRC.
 fn frames(out: &Outcome) -> Vec<String> {
-    let mut seq = 0;
     let mut bodies = Vec::new();
-    for line in out.serial.lines().filter(|l| l.starts_with("BNX1 ")) {
+    for (seq, line) in out
+        .serial
+        .lines()
+        .filter(|l| l.starts_with("BNX1 "))
+        .enumerate()
+    {
         let (text, crc) = line.rsplit_once(" *").expect("frame without checksum");
         assert_eq!(
             crc,
@@ -36,7 +40,6 @@ fn frames(out: &Outcome) -> Vec<String> {
             .strip_prefix(&prefix)
             .unwrap_or_else(|| panic!("{line} lacks {prefix:?}"));
         bodies.push(body.to_owned());
-        seq += 1;
     }
     bodies
 }

@@ -17,7 +17,7 @@ pub struct Frame(u64);
 impl Frame {
     /// The frame starting at `addr`, if `addr` is aligned.
     pub const fn at(addr: u64) -> Option<Frame> {
-        if addr % FRAME_SIZE == 0 {
+        if addr.is_multiple_of(FRAME_SIZE) {
             Some(Frame(addr))
         } else {
             None

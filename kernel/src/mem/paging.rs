@@ -154,7 +154,7 @@ pub fn map_raw(
         SIZE_2M => 1,
         _ => return Err(MapError::Misaligned { virt }),
     };
-    if virt % size != 0 || phys % size != 0 || phys & !bits::ADDR != 0 {
+    if !virt.is_multiple_of(size) || !phys.is_multiple_of(size) || phys & !bits::ADDR != 0 {
         return Err(MapError::Misaligned { virt });
     }
     let mut table = root;
@@ -190,7 +190,7 @@ pub fn map_range(
     len: u64,
     perm: Perm,
 ) -> Result<(), MapError> {
-    if len % SIZE_4K != 0 {
+    if !len.is_multiple_of(SIZE_4K) {
         return Err(MapError::Misaligned { virt });
     }
     let mut off = 0;

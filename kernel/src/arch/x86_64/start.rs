@@ -45,7 +45,7 @@ impl PhysRead for IdentityMap {
 
 /// The pool lives in `.bss` and is handed out exactly once, so there is never a second `&mut`.
 struct PoolCell(UnsafeCell<KernelFramePool>, AtomicBool);
-// SAFETY: access goes through `take`, which succeeds once.
+// SAFETY: access goes through `take_frame_pool`, which succeeds once.
 unsafe impl Sync for PoolCell {}
 
 static FRAME_POOL: PoolCell = PoolCell(
@@ -53,14 +53,13 @@ static FRAME_POOL: PoolCell = PoolCell(
     AtomicBool::new(false),
 );
 
-impl PoolCell {
-    fn take(&'static self) -> Option<&'static mut KernelFramePool> {
-        if self.1.swap(true, Ordering::AcqRel) {
-            return None;
-        }
-        // SAFETY: the flag guarantees this reference is created only once.
-        Some(unsafe { &mut *self.0.get() })
+/// Hands out the frame pool, once.
+fn take_frame_pool() -> Option<&'static mut KernelFramePool> {
+    if FRAME_POOL.1.swap(true, Ordering::AcqRel) {
+        return None;
     }
+    // SAFETY: the flag guarantees this reference is created only once.
+    Some(unsafe { &mut *FRAME_POOL.0.get() })
 }
 
 /// Usable RAM ranges handed to the pool: at or above 1 MiB, page aligned, without the kernel
@@ -256,7 +255,7 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
     let enabled = enable_protections(&features);
     kprintln!("brainix: cpu {features}; enabled {enabled}");
 
-    let Some(pool) = FRAME_POOL.take() else {
+    let Some(pool) = take_frame_pool() else {
         kprintln!("brainix: FATAL: frame pool taken twice");
         stop(ExitCode::Panic)
     };
