@@ -15,9 +15,13 @@
 
 pub mod backend;
 pub mod board;
+pub mod console_log;
 
+pub mod artefact;
 pub mod plan;
 pub mod protocol;
+pub mod report;
+pub mod session;
 
 pub mod source;
 pub mod template;

@@ -106,6 +106,9 @@ pub enum ImageKind {
     Release,
     /// `brainix-kernel-test.elf`, which honours `brainix.test=<scenario>`.
     Test,
+    /// `brainix-kernel-multiboot.elf`: the release kernel with a multiboot v1 header, for
+    /// PXE/iPXE and other multiboot loaders.
+    Multiboot,
 }
 
 impl ImageKind {
@@ -114,6 +117,7 @@ impl ImageKind {
         match self {
             ImageKind::Release => "brainix-kernel.elf",
             ImageKind::Test => "brainix-kernel-test.elf",
+            ImageKind::Multiboot => "brainix-kernel-multiboot.elf",
         }
     }
 }
@@ -323,7 +327,7 @@ fn validate_check(i: usize, c: &Check, features: &FeatureRegistry, f: &mut Findi
                 );
             }
         }
-        (Some(_), ImageKind::Release, _) => f.add(
+        (Some(_), ImageKind::Release | ImageKind::Multiboot, _) => f.add(
             &at("scenario"),
             "a scenario on the release image",
             "image = \"test\" (only the test image honours brainix.test=)",
