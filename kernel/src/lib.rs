@@ -31,5 +31,6 @@ pub mod bootinfo;
 pub mod cmdline;
 pub mod cpu;
 pub mod exit;
+pub mod manifest;
 pub mod mem;
 pub mod report;

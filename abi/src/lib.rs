@@ -1,0 +1,517 @@
+//! # The BraiNIX system-call ABI
+//!
+//! Shared, word for word, by the kernel and every userspace program. No dependencies, no
+//! `unsafe`, `no_std`.
+//!
+//! ## Calling convention
+//!
+//! `syscall` with the call number in `rax` and up to six arguments in `rdi`, `rsi`, `rdx`, `r10`,
+//! `r8`, `r9` (`rcx` and `r11` are clobbered by the instruction). On return `rax` holds `0` for
+//! success or an [`Error`] code, and results come back in `rdi`, `rsi`, `rdx`, `r10` as each call
+//! documents. Every other register is preserved.
+//!
+//! Every argument is untrusted: a bad handle, pointer, length or number is refused with an
+//! [`Error`]; no argument can panic or hang the kernel.
+//!
+//! ## Authority
+//!
+//! There is no ambient authority. Apart from [`Syscall::Exit`], [`Syscall::Yield`] and
+//! [`Syscall::Uptime`], every call names a capability by [`Handle`], and the kernel checks the
+//! handle's slot, generation, type and rights on each use. A process's capabilities come only
+//! from the system manifest and are frozen at launch: no call adds authority to a running
+//! process. [`Syscall::CapDrop`] and [`Syscall::EndpointRevoke`] only remove.
+//!
+//! ## IPC
+//!
+//! Synchronous rendezvous only. A [`Message`] (label, [`MSG_REGS`] words and up to
+//! [`MAX_PAYLOAD`] bytes) is copied by the kernel from sender to receiver when both are ready.
+//! Bulk data moves through [`Lease`]s: a caller lends up to [`MAX_LEASES`] buffers for the length of
+//! one [`Syscall::Call`]; the server reads or writes them with [`Syscall::LeaseRead`] and
+//! [`Syscall::LeaseWrite`], which the kernel copies after checking bounds and rights. There is no
+//! shared memory between processes and no kernel message queue; the only asynchronous signal is
+//! a per-process notification *bit mask* (IRQs, timeouts), which coalesces and never queues.
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+/// System-call numbers, passed in `rax`.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syscall {
+    /// `exit(code)`: ends the calling process. Never returns. The supervisor is told.
+    Exit = 0,
+    /// `yield()`: gives up the rest of the time slice.
+    Yield = 1,
+    /// `uptime() -> (rdi = milliseconds since boot, rsi = TSC ticks)`.
+    Uptime = 2,
+    /// `send(endpoint, msg: *const Message)`: blocks until a receiver takes the message.
+    /// Needs [`rights::SEND`]. Errors: handle errors, [`Error::BadAddress`],
+    /// [`Error::PayloadTooLarge`], [`Error::PeerDead`] when the endpoint has no live receiver.
+    Send = 3,
+    /// `recv(endpoint, buf: *mut Message, timeout_ms) -> (rdi = reply token, rsi = badge,
+    /// rdx = lease count)`: blocks until a message arrives, a notification bit is pending
+    /// (then `rdi` = [`NOTIFICATION_TOKEN`] and the label holds the bits), or the timeout
+    /// ([`FOREVER`] for none; 0 polls) runs out ([`Error::Timeout`]). Needs [`rights::RECEIVE`].
+    Recv = 4,
+    /// `call(endpoint, msg: *const Message, leases: *const Lease, lease_count, reply:
+    /// *mut Message)`: send, then wait for the reply in `reply`. Needs [`rights::SEND`]. A call
+    /// whose server dies or is restarted before replying returns [`Error::PeerDead`]; it never
+    /// hangs.
+    Call = 5,
+    /// `reply(token, msg: *const Message)`: answers a caller blocked in [`Syscall::Call`]. The
+    /// token must name a process that is waiting for a reply from the caller; anything else is
+    /// [`Error::BadToken`]. Never blocks.
+    Reply = 6,
+    /// `reply_recv(token, msg, endpoint, buf, timeout_ms)`: [`Syscall::Reply`] then
+    /// [`Syscall::Recv`] in one call. Returns like `recv`.
+    ReplyRecv = 7,
+    /// `lease_read(token, index, offset, buf: *mut u8, len) -> (rdi = bytes copied)`: copies
+    /// from the caller's lease `index` into the server's buffer. Needs [`Lease::READ`] on the
+    /// lease. Errors: [`Error::BadToken`], [`Error::BadLease`], [`Error::BadAddress`].
+    LeaseRead = 8,
+    /// `lease_write(token, index, offset, buf: *const u8, len) -> (rdi = bytes copied)`. Needs
+    /// [`Lease::WRITE`].
+    LeaseWrite = 9,
+    /// `cap_info(handle) -> (rdi = type, rsi = rights, rdx = badge or object id)`.
+    CapInfo = 10,
+    /// `cap_drop(handle)`: removes the capability from the caller's own table; the handle and
+    /// every copy of it are stale from now on.
+    CapDrop = 11,
+    /// `endpoint_revoke(endpoint)`: invalidates every handle to the endpoint in every process.
+    /// Needs [`rights::REVOKE`].
+    EndpointRevoke = 12,
+    /// `io_in(io_ports, port) -> (rdi = byte)`: reads one byte from a port inside the
+    /// capability's range.
+    IoIn = 13,
+    /// `io_out(io_ports, port, byte)`.
+    IoOut = 14,
+    /// `irq_ack(irq)`: re-arms the IRQ line after its notification bit was delivered.
+    IrqAck = 15,
+    /// `process_stop(process_control)`: stops the target process; its callers get
+    /// [`Error::PeerDead`]. Needs [`rights::CONTROL`].
+    ProcessStop = 16,
+    /// `process_restart(process_control)`: stops the target (if running) and starts it again
+    /// from its image, with a new generation; old reply tokens to it are dead.
+    ProcessRestart = 17,
+    /// `audit_process(audit_read, pid, buf: *mut ProcessInfo)`: one process's state.
+    /// Returns [`Error::OutOfRange`] past the last pid.
+    AuditProcess = 18,
+    /// `audit_cap(audit_read, pid, slot, buf: *mut CapInfo)`: one slot of one process's
+    /// capability table ([`CapInfo::kind`] 0 when empty).
+    AuditCap = 19,
+    /// `audit_memory(audit_read, buf: *mut MemoryInfo)`: frame and pool statistics.
+    AuditMemory = 20,
+    /// `log(log, buf: *const u8, len)`: writes a line to the kernel log (COM1), prefixed with the
+    /// process name. For processes that run before the console server, and for the supervisor.
+    Log = 21,
+    /// `null()`: does nothing and returns 0; needs no capability. `ipc-bench` times it to
+    /// measure the bare cost of entering and leaving the kernel.
+    NullSyscall = 22,
+}
+
+impl Syscall {
+    /// The call for a number, if there is one.
+    pub fn from_number(n: u64) -> Option<Syscall> {
+        use Syscall::*;
+        const ALL: [Syscall; 23] = [
+            Exit,
+            Yield,
+            Uptime,
+            Send,
+            Recv,
+            Call,
+            Reply,
+            ReplyRecv,
+            LeaseRead,
+            LeaseWrite,
+            CapInfo,
+            CapDrop,
+            EndpointRevoke,
+            IoIn,
+            IoOut,
+            IrqAck,
+            ProcessStop,
+            ProcessRestart,
+            AuditProcess,
+            AuditCap,
+            AuditMemory,
+            Log,
+            NullSyscall,
+        ];
+        ALL.get(usize::try_from(n).ok()?).copied()
+    }
+}
+
+/// Why a call was refused. Returned in `rax`; `0` is success.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// No such system call.
+    NoSuchCall = 1,
+    /// The handle names no capability: slot out of range or empty (a forged handle).
+    BadHandle = 2,
+    /// The handle's generation is old: the capability was dropped or revoked.
+    StaleHandle = 3,
+    /// The capability is of another type than the call needs.
+    WrongType = 4,
+    /// The capability lacks a right the call needs.
+    MissingRight = 5,
+    /// A pointer or length does not lie entirely in the caller's own user memory with the
+    /// access needed.
+    BadAddress = 6,
+    /// A payload is longer than [`MAX_PAYLOAD`] or a lease count above [`MAX_LEASES`].
+    PayloadTooLarge = 7,
+    /// A lease index, offset or length is out of bounds, or lacks the right.
+    BadLease = 8,
+    /// The reply token names no process waiting for a reply from the caller.
+    BadToken = 9,
+    /// The peer is dead, stopped or restarted, or the endpoint was revoked.
+    PeerDead = 10,
+    /// The timeout ran out.
+    Timeout = 11,
+    /// A port, pid or slot outside the capability's or table's range.
+    OutOfRange = 12,
+    /// Another process already waits on this endpoint in the same role.
+    Busy = 13,
+}
+
+impl Error {
+    /// The error for a code, if it is one.
+    pub fn from_code(code: u64) -> Option<Error> {
+        use Error::*;
+        const ALL: [Error; 13] = [
+            NoSuchCall,
+            BadHandle,
+            StaleHandle,
+            WrongType,
+            MissingRight,
+            BadAddress,
+            PayloadTooLarge,
+            BadLease,
+            BadToken,
+            PeerDead,
+            Timeout,
+            OutOfRange,
+            Busy,
+        ];
+        ALL.get(usize::try_from(code).ok()?.checked_sub(1)?)
+            .copied()
+    }
+
+    /// A short name, for logs and the shell.
+    pub fn name(self) -> &'static str {
+        match self {
+            Error::NoSuchCall => "no-such-call",
+            Error::BadHandle => "bad-handle",
+            Error::StaleHandle => "stale-handle",
+            Error::WrongType => "wrong-type",
+            Error::MissingRight => "missing-right",
+            Error::BadAddress => "bad-address",
+            Error::PayloadTooLarge => "payload-too-large",
+            Error::BadLease => "bad-lease",
+            Error::BadToken => "bad-token",
+            Error::PeerDead => "peer-dead",
+            Error::Timeout => "timeout",
+            Error::OutOfRange => "out-of-range",
+            Error::Busy => "busy",
+        }
+    }
+}
+
+/// A capability handle: slot in the low 16 bits, generation in bits 16 to 47. The upper 16 bits
+/// must be zero. Handles are not secret: guessing one gains nothing, because the kernel checks the
+/// slot's current generation, type and rights on every use.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Handle(pub u64);
+
+impl Handle {
+    /// Packs a slot and a generation.
+    pub const fn new(slot: u16, generation: u32) -> Handle {
+        Handle(slot as u64 | (generation as u64) << 16)
+    }
+
+    /// The slot, or `None` when reserved bits are set.
+    pub const fn slot(self) -> Option<u16> {
+        if self.0 >> 48 != 0 {
+            None
+        } else {
+            Some(self.0 as u16)
+        }
+    }
+
+    /// The generation.
+    pub const fn generation(self) -> u32 {
+        (self.0 >> 16) as u32
+    }
+}
+
+/// Capability types, as [`Syscall::CapInfo`] reports them.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapType {
+    /// An IPC endpoint, with send/receive/revoke rights and a badge.
+    Endpoint = 1,
+    /// One interrupt line, delivered as a notification bit.
+    Irq = 2,
+    /// A range of I/O ports.
+    IoPorts = 3,
+    /// A physical MMIO region (device servers, issue 5).
+    Mmio = 4,
+    /// A DMA pool (device servers, issue 5).
+    DmaPool = 5,
+    /// Stop and restart one declared process.
+    ProcessControl = 6,
+    /// Read-only observation of processes, capability tables and memory statistics.
+    AuditRead = 7,
+    /// Writing lines to the kernel log.
+    Log = 8,
+}
+
+impl CapType {
+    /// The type for a number.
+    pub fn from_number(n: u64) -> Option<CapType> {
+        use CapType::*;
+        [
+            Endpoint,
+            Irq,
+            IoPorts,
+            Mmio,
+            DmaPool,
+            ProcessControl,
+            AuditRead,
+            Log,
+        ]
+        .get(usize::try_from(n).ok()?.checked_sub(1)?)
+        .copied()
+    }
+
+    /// A short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CapType::Endpoint => "endpoint",
+            CapType::Irq => "irq",
+            CapType::IoPorts => "io-ports",
+            CapType::Mmio => "mmio",
+            CapType::DmaPool => "dma-pool",
+            CapType::ProcessControl => "process-control",
+            CapType::AuditRead => "audit-read",
+            CapType::Log => "log",
+        }
+    }
+}
+
+/// Rights bits.
+pub mod rights {
+    /// Endpoint: send and call.
+    pub const SEND: u64 = 1 << 0;
+    /// Endpoint: receive.
+    pub const RECEIVE: u64 = 1 << 1;
+    /// Endpoint: revoke every handle to it.
+    pub const REVOKE: u64 = 1 << 2;
+    /// Process control: stop and restart.
+    pub const CONTROL: u64 = 1 << 3;
+    /// I/O ports, MMIO: read.
+    pub const READ: u64 = 1 << 4;
+    /// I/O ports, MMIO: write.
+    pub const WRITE: u64 = 1 << 5;
+}
+
+/// Message words besides the label.
+pub const MSG_REGS: usize = 4;
+/// Largest payload the kernel copies with a message.
+pub const MAX_PAYLOAD: usize = 256;
+/// Most leases one call may lend.
+pub const MAX_LEASES: usize = 4;
+/// `timeout_ms` meaning "no timeout".
+pub const FOREVER: u64 = u64::MAX;
+/// The reply token [`Syscall::Recv`] returns for a notification instead of a message.
+pub const NOTIFICATION_TOKEN: u64 = u64::MAX;
+
+/// An IPC message.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Message {
+    /// What the message means; the protocol between the two processes defines it.
+    pub label: u64,
+    /// Word-sized arguments.
+    pub regs: [u64; MSG_REGS],
+    /// Payload bytes used, at most [`MAX_PAYLOAD`].
+    pub len: u64,
+    /// The payload.
+    pub payload: [u8; MAX_PAYLOAD],
+}
+
+impl Message {
+    /// An empty message with `label`.
+    pub const fn new(label: u64) -> Message {
+        Message {
+            label,
+            regs: [0; MSG_REGS],
+            len: 0,
+            payload: [0; MAX_PAYLOAD],
+        }
+    }
+
+    /// Bytes of the header the kernel copies before the payload.
+    pub const HEADER: usize = 8 * (2 + MSG_REGS);
+
+    /// The used payload, or `None` when `len` is out of range.
+    pub fn data(&self) -> Option<&[u8]> {
+        self.payload.get(..usize::try_from(self.len).ok()?)
+    }
+}
+
+/// A buffer lent for one call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// Start address in the caller's memory.
+    pub addr: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// [`Lease::READ`] and/or [`Lease::WRITE`]: what the server may do.
+    pub access: u64,
+}
+
+impl Lease {
+    /// The server may read the buffer.
+    pub const READ: u64 = 1;
+    /// The server may write the buffer.
+    pub const WRITE: u64 = 2;
+}
+
+/// Process states as the audit calls report them.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessState {
+    /// Ready or running.
+    Runnable = 1,
+    /// Blocked sending or calling.
+    Sending = 2,
+    /// Blocked receiving.
+    Receiving = 3,
+    /// Waiting for a reply.
+    AwaitingReply = 4,
+    /// Stopped by its supervisor or not started yet.
+    Stopped = 5,
+    /// Killed by a fault or exited.
+    Dead = 6,
+}
+
+/// One process, as [`Syscall::AuditProcess`] reports it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessInfo {
+    /// Process id (its index in the static process table).
+    pub pid: u64,
+    /// Generation: how many times it has been (re)started.
+    pub generation: u64,
+    /// A [`ProcessState`] number.
+    pub state: u64,
+    /// Priority, 0 highest.
+    pub priority: u64,
+    /// Pages in use / budget.
+    pub pages_used: u64,
+    /// The manifest's memory budget, in pages.
+    pub pages_budget: u64,
+    /// How the last run ended: exit code, or `0x100 + vector` for a fault; `u64::MAX` if still
+    /// running.
+    pub last_exit: u64,
+    /// The faulting address of the last fault, or 0.
+    pub last_fault_addr: u64,
+    /// [`ProcessInfo::RESTARTABLE`] when the manifest says the supervisor restarts it.
+    pub flags: u64,
+    /// Name length.
+    pub name_len: u64,
+    /// Name bytes.
+    pub name: [u8; 32],
+}
+
+impl ProcessInfo {
+    /// Flag: the manifest marks the process restartable.
+    pub const RESTARTABLE: u64 = 1;
+}
+
+/// The notification bit set on every holder of a process-control capability when that process
+/// dies (fault or exit).
+pub const NOTIFY_CHILD_DIED: u64 = 1 << 31;
+
+/// Where a user program is linked, and where its stack ends. Fixed (no ASLR, P-03).
+pub mod layout {
+    /// Lowest address of a program image.
+    pub const IMAGE_BASE: u64 = 0x40_0000;
+    /// Highest address of program images (exclusive).
+    pub const IMAGE_END: u64 = 0x4000_0000;
+    /// One past the top of the user stack. The guard page lies under the lowest stack page.
+    pub const STACK_TOP: u64 = 0x0000_7fff_0000_0000;
+}
+
+/// One capability slot, as [`Syscall::AuditCap`] reports it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CapInfo {
+    /// A [`CapType`] number, or 0 for an empty slot.
+    pub kind: u64,
+    /// Rights bits.
+    pub rights: u64,
+    /// Badge (endpoints), first port (I/O), line (IRQ), pid (process control).
+    pub a: u64,
+    /// Object id (endpoints), port count (I/O).
+    pub b: u64,
+    /// The slot's current generation.
+    pub generation: u64,
+}
+
+/// Memory statistics, as [`Syscall::AuditMemory`] reports them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemoryInfo {
+    /// Frames the pool manages.
+    pub frames_total: u64,
+    /// Frames free.
+    pub frames_free: u64,
+    /// Kernel page-table pages in use.
+    pub kernel_pt_pages: u64,
+    /// Processes in the static table / capacity.
+    pub processes: u64,
+    /// Process table capacity.
+    pub processes_capacity: u64,
+    /// Endpoints / capacity.
+    pub endpoints: u64,
+    /// Endpoint capacity.
+    pub endpoints_capacity: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    #[test]
+    fn numbers_round_trip() {
+        for n in 0..64 {
+            if let Some(s) = Syscall::from_number(n) {
+                assert_eq!(s as u64, n);
+            }
+            if let Some(e) = Error::from_code(n) {
+                assert_eq!(e as u64, n);
+            }
+            if let Some(c) = CapType::from_number(n) {
+                assert_eq!(c as u64, n);
+            }
+        }
+        assert_eq!(Syscall::from_number(22), Some(Syscall::NullSyscall));
+        assert_eq!(Syscall::from_number(23), None);
+        assert_eq!(Error::from_code(0), None);
+        assert_eq!(Error::from_code(13), Some(Error::Busy));
+        assert_eq!(Syscall::from_number(u64::MAX), None);
+    }
+
+    #[test]
+    fn handles_pack_slot_and_generation_and_reject_reserved_bits() {
+        let h = Handle::new(7, 0xdead_beef);
+        assert_eq!((h.slot(), h.generation()), (Some(7), 0xdead_beef));
+        assert_eq!(Handle(1 << 48).slot(), None);
+    }
+}

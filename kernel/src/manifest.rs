@@ -1,0 +1,92 @@
+//! The system manifest as the kernel sees it: a static table, generated at build time by
+//! `cargo xtask` from `system/*.toml` after checking it, and compiled into read-only data.
+//!
+//! The kernel creates every process from this table at boot. There is no runtime spawn and no
+//! dynamic loading: the only lifecycle operations are stop and restart of a declared process,
+//! through a process-control capability.
+
+/// The whole system: processes and the endpoints they talk through.
+#[derive(Debug)]
+pub struct SystemSpec {
+    /// Name of the system description, for the boot log.
+    pub name: &'static str,
+    /// The processes, indexed by pid.
+    pub processes: &'static [ProcessSpec],
+    /// How many endpoint objects exist; endpoint ids are `0..endpoints`.
+    pub endpoints: u16,
+}
+
+/// One declared process.
+#[derive(Debug)]
+pub struct ProcessSpec {
+    /// Name, unique in the system, at most 32 bytes.
+    pub name: &'static str,
+    /// The program's ELF image (statically linked, `x86_64-unknown-none`).
+    pub image: &'static [u8],
+    /// Scheduling priority, 0 highest, at most [`MAX_PRIORITY`].
+    pub priority: u8,
+    /// Memory budget in 4 KiB pages: image, stack and the process's page tables together.
+    pub memory_pages: u32,
+    /// Stack size in pages (the guard page under it is not counted).
+    pub stack_pages: u32,
+    /// Started at boot; otherwise it waits, stopped, until a supervisor restarts it.
+    pub start: bool,
+    /// The supervisor restarts it when it dies.
+    pub restartable: bool,
+    /// The complete capability set, in slot order.
+    pub caps: &'static [CapSpec],
+}
+
+/// Lowest scheduling priority.
+pub const MAX_PRIORITY: u8 = 7;
+
+/// One capability a process holds from launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapSpec {
+    /// An endpoint with rights ([`brainix_abi::rights`]) and a badge the receiver sees.
+    Endpoint {
+        /// Endpoint id.
+        endpoint: u16,
+        /// `SEND`, `RECEIVE`, `REVOKE`.
+        rights: u64,
+        /// Shown to the receiver with each message sent through this capability.
+        badge: u64,
+    },
+    /// An interrupt line, delivered as notification bit `bit`.
+    Irq {
+        /// ISA IRQ / GSI number.
+        line: u8,
+        /// Notification bit, 0 to 30.
+        bit: u8,
+    },
+    /// I/O ports `base .. base + count`.
+    IoPorts {
+        /// First port.
+        base: u16,
+        /// Number of ports.
+        count: u16,
+        /// `READ` and/or `WRITE`.
+        rights: u64,
+    },
+    /// Stop and restart process `pid`.
+    ProcessControl {
+        /// Target pid.
+        pid: u16,
+    },
+    /// Read-only observation of processes, capabilities and memory.
+    AuditRead,
+    /// Writing to the kernel log.
+    Log,
+}
+
+/// The system compiled into this image.
+#[cfg(brainix_system)]
+pub static SYSTEM: SystemSpec = include!(concat!(env!("OUT_DIR"), "/system.rs"));
+
+/// Without a generated system (host builds, `cargo build` by hand) the kernel has no processes.
+#[cfg(not(brainix_system))]
+pub static SYSTEM: SystemSpec = SystemSpec {
+    name: "empty",
+    processes: &[],
+    endpoints: 0,
+};
