@@ -28,9 +28,15 @@
 #[cfg(target_os = "none")]
 pub mod arch;
 pub mod bootinfo;
+pub mod cap;
 pub mod cmdline;
 pub mod cpu;
+pub mod elf;
 pub mod exit;
+pub mod ipc;
 pub mod manifest;
 pub mod mem;
 pub mod report;
+pub mod sched;
+pub mod syscall;
+pub mod system;

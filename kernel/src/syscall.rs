@@ -1,0 +1,309 @@
+//! System-call dispatch: one function reads the call and its arguments from the caller's saved
+//! registers, runs it, and writes the result back. Every argument is untrusted; every failure is
+//! an [`Error`] value returned to the caller, never a kernel panic.
+
+use crate::cap::Object;
+use crate::system::{CallArgs, Death, Machine, Spaces, State, System, TICK_HZ};
+use brainix_abi::{CapInfo, CapType, Error, Handle, MemoryInfo, ProcessInfo, Syscall, rights};
+
+/// Longest line [`Syscall::Log`] copies.
+pub const MAX_LOG: usize = 200;
+
+/// What the arch layer reports about memory for [`Syscall::AuditMemory`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemoryStats {
+    /// Frames managed.
+    pub frames_total: u64,
+    /// Frames free.
+    pub frames_free: u64,
+    /// Kernel page-table pages.
+    pub kernel_pt_pages: u64,
+}
+
+/// Reinterprets a plain `repr(C)` struct of `u64` fields as bytes for copying out.
+fn bytes_of<T: Copy>(value: &T) -> &[u8] {
+    // SAFETY: only used with the ABI's `repr(C)` structs made entirely of `u64` and byte
+    // arrays, which have no padding and no invalid bit patterns.
+    unsafe {
+        core::slice::from_raw_parts((value as *const T).cast::<u8>(), core::mem::size_of::<T>())
+    }
+}
+
+impl<S: Spaces, M: Machine> System<S, M> {
+    /// Runs the system call process `pid` made; its registers were saved by the entry path.
+    pub fn syscall(&mut self, pid: u16, memory: MemoryStats) {
+        let r = self.procs[usize::from(pid)].regs;
+        let generation = self.procs[usize::from(pid)].generation;
+        let (a0, a1, a2, a3, a4) = (r.rdi, r.rsi, r.rdx, r.r10, r.r8);
+        let Some(call) = Syscall::from_number(r.rax) else {
+            self.wake_with(pid, Err(Error::NoSuchCall));
+            return;
+        };
+        let result: Option<Result<[u64; 4], Error>> = match call {
+            Syscall::Exit => {
+                self.kill(pid, Death::Exit(a0));
+                return;
+            }
+            Syscall::Yield => {
+                self.yield_now(pid);
+                Some(Ok([0; 4]))
+            }
+            Syscall::NullSyscall => Some(Ok([0; 4])),
+            Syscall::Uptime => Some(Ok([self.ticks * 1000 / TICK_HZ, self.machine.tsc(), 0, 0])),
+            Syscall::Send => self.send(pid, a0, a1, None),
+            Syscall::Call => self.send(
+                pid,
+                a0,
+                a1,
+                Some(CallArgs {
+                    leases: a2,
+                    lease_count: a3,
+                    reply: a4,
+                }),
+            ),
+            Syscall::Recv => self.recv(pid, a0, a1, a2),
+            Syscall::Reply => Some(self.reply(pid, a0, a1)),
+            Syscall::ReplyRecv => match self.reply(pid, a0, a1) {
+                Ok(_) => self.recv(pid, a2, a3, a4),
+                Err(e) => Some(Err(e)),
+            },
+            Syscall::LeaseRead => Some(self.lease_copy(pid, [a0, a1, a2, a3, a4], true)),
+            Syscall::LeaseWrite => Some(self.lease_copy(pid, [a0, a1, a2, a3, a4], false)),
+            Syscall::CapInfo => Some(self.cap_info(pid, a0)),
+            Syscall::CapDrop => Some(
+                self.procs[usize::from(pid)]
+                    .caps
+                    .drop_slot(Handle(a0))
+                    .map(|()| [0; 4]),
+            ),
+            Syscall::EndpointRevoke => Some(self.revoke(pid, a0)),
+            Syscall::IoIn => Some(self.io(pid, a0, a1, None)),
+            Syscall::IoOut => Some(self.io(pid, a0, a1, Some(a2 as u8))),
+            Syscall::IrqAck => Some(self.irq_ack(pid, a0)),
+            Syscall::ProcessStop | Syscall::ProcessRestart => {
+                Some(self.control(pid, a0, call == Syscall::ProcessRestart))
+            }
+            Syscall::AuditProcess => Some(self.audit_process(pid, a0, a1, a2)),
+            Syscall::AuditCap => Some(self.audit_cap(pid, a0, a1, a2, a3)),
+            Syscall::AuditMemory => Some(self.audit_memory(pid, a0, a1, memory)),
+            Syscall::Log => Some(self.log(pid, a0, a1, a2)),
+        };
+        // A process killed or restarted by its own call has no result to receive, and one
+        // that blocked gets its result when it is woken.
+        let p = &self.procs[usize::from(pid)];
+        if let Some(result) = result
+            && p.state == State::Runnable
+            && p.generation == generation
+        {
+            self.wake_with(pid, result);
+        }
+    }
+
+    fn cap_info(&self, pid: u16, h: u64) -> Result<[u64; 4], Error> {
+        let caps = &self.procs[usize::from(pid)].caps;
+        // Any type will do, so check the handle as the type its slot holds.
+        let slot = Handle(h).slot().ok_or(Error::BadHandle)?;
+        let kind = caps
+            .slot(usize::from(slot))
+            .and_then(|(cap, _)| cap)
+            .map_or(CapType::Endpoint, |c| c.object.kind());
+        let cap = caps.lookup(Handle(h), kind, 0)?;
+        let (a, _) = describe(&cap.object);
+        Ok([cap.object.kind() as u64, cap.rights, a, 0])
+    }
+
+    fn io(&mut self, pid: u16, h: u64, port: u64, out: Option<u8>) -> Result<[u64; 4], Error> {
+        let need = if out.is_some() {
+            rights::WRITE
+        } else {
+            rights::READ
+        };
+        let cap = self.procs[usize::from(pid)]
+            .caps
+            .lookup(Handle(h), CapType::IoPorts, need)?;
+        let Object::IoPorts { base, count } = cap.object else {
+            return Err(Error::WrongType);
+        };
+        let port = u16::try_from(port).map_err(|_| Error::OutOfRange)?;
+        if port < base || u32::from(port) >= u32::from(base) + u32::from(count) {
+            return Err(Error::OutOfRange);
+        }
+        match out {
+            Some(v) => {
+                self.machine.port_out(port, v);
+                Ok([0; 4])
+            }
+            None => Ok([u64::from(self.machine.port_in(port)), 0, 0, 0]),
+        }
+    }
+
+    fn irq_ack(&mut self, pid: u16, h: u64) -> Result<[u64; 4], Error> {
+        let cap = self.procs[usize::from(pid)]
+            .caps
+            .lookup(Handle(h), CapType::Irq, 0)?;
+        let Object::Irq { line, .. } = cap.object else {
+            return Err(Error::WrongType);
+        };
+        self.machine.irq_unmask(line);
+        Ok([0; 4])
+    }
+
+    fn control(&mut self, pid: u16, h: u64, restart: bool) -> Result<[u64; 4], Error> {
+        let cap = self.procs[usize::from(pid)].caps.lookup(
+            Handle(h),
+            CapType::ProcessControl,
+            rights::CONTROL,
+        )?;
+        let Object::ProcessControl { pid: target } = cap.object else {
+            return Err(Error::WrongType);
+        };
+        if usize::from(target) >= self.process_count() {
+            return Err(Error::OutOfRange);
+        }
+        if restart {
+            if !self.restart(target) {
+                return Err(Error::OutOfRange);
+            }
+        } else if self.procs[usize::from(target)].state.is_alive() {
+            self.kill(target, Death::Stopped);
+        }
+        Ok([0; 4])
+    }
+
+    fn audit(&self, pid: u16, h: u64) -> Result<(), Error> {
+        self.procs[usize::from(pid)]
+            .caps
+            .lookup(Handle(h), CapType::AuditRead, rights::READ)
+            .map(|_| ())
+    }
+
+    fn audit_process(
+        &mut self,
+        pid: u16,
+        h: u64,
+        target: u64,
+        buf: u64,
+    ) -> Result<[u64; 4], Error> {
+        self.audit(pid, h)?;
+        let t = usize::try_from(target)
+            .ok()
+            .filter(|&t| t < self.process_count())
+            .ok_or(Error::OutOfRange)?;
+        let spec = &self.spec.processes[t];
+        let p = &self.procs[t];
+        let mut info = ProcessInfo {
+            pid: t as u64,
+            generation: u64::from(p.generation),
+            state: p.state.abi() as u64,
+            priority: u64::from(spec.priority),
+            pages_used: p.pages,
+            pages_budget: u64::from(spec.memory_pages),
+            last_exit: p.last_exit,
+            last_fault_addr: p.last_fault_addr,
+            flags: if spec.restartable {
+                ProcessInfo::RESTARTABLE
+            } else {
+                0
+            },
+            name_len: 0,
+            name: [0; 32],
+        };
+        let name = spec.name.as_bytes();
+        let n = name.len().min(32);
+        info.name[..n].copy_from_slice(&name[..n]);
+        info.name_len = n as u64;
+        self.spaces.write(pid, buf, bytes_of(&info))?;
+        Ok([0; 4])
+    }
+
+    fn audit_cap(
+        &mut self,
+        pid: u16,
+        h: u64,
+        target: u64,
+        slot: u64,
+        buf: u64,
+    ) -> Result<[u64; 4], Error> {
+        self.audit(pid, h)?;
+        let t = usize::try_from(target)
+            .ok()
+            .filter(|&t| t < self.process_count())
+            .ok_or(Error::OutOfRange)?;
+        let (cap, generation) = usize::try_from(slot)
+            .ok()
+            .and_then(|s| self.procs[t].caps.slot(s))
+            .ok_or(Error::OutOfRange)?;
+        let info = match cap {
+            Some(c) => {
+                let (a, b) = describe(&c.object);
+                CapInfo {
+                    kind: c.object.kind() as u64,
+                    rights: c.rights,
+                    a,
+                    b,
+                    generation: u64::from(generation),
+                }
+            }
+            None => CapInfo {
+                generation: u64::from(generation),
+                ..CapInfo::default()
+            },
+        };
+        self.spaces.write(pid, buf, bytes_of(&info))?;
+        Ok([0; 4])
+    }
+
+    fn audit_memory(
+        &mut self,
+        pid: u16,
+        h: u64,
+        buf: u64,
+        memory: MemoryStats,
+    ) -> Result<[u64; 4], Error> {
+        self.audit(pid, h)?;
+        let info = MemoryInfo {
+            frames_total: memory.frames_total,
+            frames_free: memory.frames_free,
+            kernel_pt_pages: memory.kernel_pt_pages,
+            processes: self.process_count() as u64,
+            processes_capacity: crate::system::MAX_PROCESSES as u64,
+            endpoints: u64::from(self.spec.endpoints),
+            endpoints_capacity: crate::system::MAX_ENDPOINTS as u64,
+        };
+        self.spaces.write(pid, buf, bytes_of(&info))?;
+        Ok([0; 4])
+    }
+
+    fn log(&mut self, pid: u16, h: u64, buf: u64, len: u64) -> Result<[u64; 4], Error> {
+        self.procs[usize::from(pid)]
+            .caps
+            .lookup(Handle(h), CapType::Log, rights::WRITE)?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= MAX_LOG)
+            .ok_or(Error::PayloadTooLarge)?;
+        let mut text = [0u8; MAX_LOG];
+        self.spaces.read(pid, buf, &mut text[..len])?;
+        // Printable ASCII only: a process cannot write escape sequences or fake a second line.
+        for b in &mut text[..len] {
+            if !(0x20..0x7f).contains(b) {
+                *b = b'?';
+            }
+        }
+        let line = core::str::from_utf8(&text[..len]).unwrap_or("?");
+        let name = self.process_spec(pid).name;
+        self.machine.log(format_args!("[{name}] {line}"));
+        Ok([0; 4])
+    }
+}
+
+/// The two numbers an audit reports for an object.
+fn describe(object: &Object) -> (u64, u64) {
+    match *object {
+        Object::Endpoint { id, badge, .. } => (badge, u64::from(id)),
+        Object::Irq { line, bit } => (u64::from(line), u64::from(bit)),
+        Object::IoPorts { base, count } => (u64::from(base), u64::from(count)),
+        Object::ProcessControl { pid } => (u64::from(pid), 0),
+        Object::AuditRead | Object::Log => (0, 0),
+    }
+}
