@@ -1,0 +1,183 @@
+//! # BraiNIX userspace protocols
+//!
+//! The labels and message layouts that BraiNIX programs speak to each other over synchronous IPC,
+//! and the capability slot layout each program expects. Both sides of every protocol import it
+//! from here, so a client and its server cannot disagree about a number.
+//!
+//! ## Replies
+//!
+//! Every protocol answers a [`brainix_abi::Syscall::Call`] with one reply whose label is a
+//! [`Status`]: `0` for success, otherwise an [`Error`] code saying why the server refused. The
+//! caller reads it with [`status`].
+//!
+//! ## Slots
+//!
+//! The kernel hands a process its capabilities as `Handle::new(slot, 1)`, the slot being the
+//! capability's position in the process's `caps` list in the system manifest (`system/*.toml`).
+//! Each program module below names the slots it expects; the manifest must list the capabilities
+//! in that order.
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use brainix_abi::{Error, Handle, Message};
+
+/// The reply label meaning success.
+pub const OK: u64 = 0;
+
+/// A reply label: [`OK`], or the code of the [`Error`] that made the server refuse.
+pub type Status = u64;
+
+/// Reads a reply label: `Ok` for [`OK`], the server's [`Error`] otherwise. A label that is no
+/// error code is [`Error::NoSuchCall`]: the server spoke another protocol, which is a refusal.
+pub fn status(reply: &Message) -> Result<(), Error> {
+    match reply.label {
+        OK => Ok(()),
+        code => Err(Error::from_code(code).unwrap_or(Error::NoSuchCall)),
+    }
+}
+
+/// The reply label for a result.
+pub fn status_of(result: Result<(), Error>) -> Status {
+    match result {
+        Ok(()) => OK,
+        Err(e) => e as u64,
+    }
+}
+
+/// The handle of slot `slot` as the kernel issues it at launch (generation 1).
+pub const fn launch_handle(slot: u16) -> Handle {
+    Handle::new(slot, 1)
+}
+
+/// The trusted console: owns COM1, prints what its clients write, and hands out lines typed on it.
+///
+/// One server, one endpoint. Requests:
+///
+/// | label | request | reply |
+/// | --- | --- | --- |
+/// | [`console::WRITE`] | `regs[0]` = byte count; the bytes come from lease 0 (needs [`brainix_abi::Lease::READ`]) when the call lends one, else from the payload | status; `regs[0]` = bytes written |
+/// | [`console::READ_LINE`] | lease 0 (needs [`brainix_abi::Lease::WRITE`]) receives the line when lent, else the reply payload does | status; `regs[0]` = line length, without the terminator |
+///
+/// `READ_LINE` waits until a line is complete; the console keeps serving other clients meanwhile.
+/// Only one reader may wait at a time; a second gets [`Error::Busy`]. A line is at most
+/// [`console::LINE_MAX`] bytes; CR or LF ends it (CR LF counts once); backspace (0x08) and DEL
+/// (0x7f) erase the last byte. Typed bytes are echoed. Lines typed while nobody reads wait in a
+/// queue of [`console::QUEUED_LINES`]; when it is full the oldest is dropped.
+pub mod console {
+    /// Print bytes.
+    pub const WRITE: u64 = 1;
+    /// Wait for one typed line.
+    pub const READ_LINE: u64 = 2;
+    /// Longest line: one payload, so a reader needs no lease.
+    pub const LINE_MAX: usize = brainix_abi::MAX_PAYLOAD;
+    /// Largest `WRITE` the console takes in one call; more is [`brainix_abi::Error::OutOfRange`].
+    /// Sized for a full screen of `ps` output.
+    pub const WRITE_MAX: u64 = 4096;
+    /// Complete lines kept while no reader waits. Four covers a pasted command or two.
+    pub const QUEUED_LINES: usize = 4;
+
+    /// The console server's slots.
+    pub mod slots {
+        /// The console endpoint, with `RECEIVE`.
+        pub const ENDPOINT: u16 = 0;
+        /// I/O ports `0x3f8..0x400` (COM1), read and write.
+        pub const COM1: u16 = 1;
+        /// IRQ 4 (COM1), as notification bit [`super::IRQ_BIT`].
+        pub const IRQ: u16 = 2;
+        /// The kernel log, for the panic handler.
+        pub const LOG: u16 = 3;
+    }
+
+    /// The notification bit the manifest assigns to COM1's IRQ.
+    pub const IRQ_BIT: u8 = 0;
+}
+
+/// The supervisor (`init`): starts nothing itself, but stops and restarts the processes it
+/// holds process-control capabilities for, and reports their deaths.
+///
+/// | label | request | reply |
+/// | --- | --- | --- |
+/// | [`supervisor::KILL`] | `regs[0]` = pid | status |
+/// | [`supervisor::START`] | `regs[0]` = pid; restarts it (or starts it the first time) | status; `regs[0]` = new generation |
+///
+/// A pid the supervisor holds no process-control capability for is [`Error::OutOfRange`].
+pub mod supervisor {
+    /// Stop a process.
+    pub const KILL: u64 = 1;
+    /// Start or restart a process.
+    pub const START: u64 = 2;
+
+    /// The supervisor's slots. Every slot from [`slots::FIRST_CONTROL`] on holds a
+    /// process-control capability; the supervisor finds their targets with `audit_cap`.
+    pub mod slots {
+        /// The kernel log.
+        pub const LOG: u16 = 0;
+        /// Audit (read-only observation), to read exit reasons and its own capability table.
+        pub const AUDIT: u16 = 1;
+        /// The supervisor endpoint, with `RECEIVE`.
+        pub const ENDPOINT: u16 = 2;
+        /// The first process-control capability.
+        pub const FIRST_CONTROL: u16 = 3;
+    }
+
+    /// Restarts of one process before the supervisor stops trying: a program that dies at once
+    /// every time would otherwise keep the machine busy forever.
+    pub const MAX_RESTARTS: u32 = 8;
+}
+
+/// The echo server: answers every call with the message it got (label, words and payload).
+/// `ipc-bench` times call/reply round trips to it; the test system also runs a second copy,
+/// never started, as a server that is not there (`dead-endpoint`).
+pub mod echo {
+    /// The echo server's slots.
+    pub mod slots {
+        /// The endpoint it serves, with `RECEIVE`.
+        pub const ENDPOINT: u16 = 0;
+    }
+}
+
+/// The shell's slots.
+pub mod shell {
+    /// The shell's slots.
+    pub mod slots {
+        /// The console endpoint, `SEND`.
+        pub const CONSOLE: u16 = 0;
+        /// The supervisor endpoint, `SEND`.
+        pub const SUPERVISOR: u16 = 1;
+        /// Audit (read-only observation) for `ps`, `caps`, `mem`.
+        pub const AUDIT: u16 = 2;
+        /// The echo endpoint, `SEND`, for `ipc-bench`.
+        pub const ECHO: u16 = 3;
+    }
+}
+
+/// The attack programs (negative tests). Every one holds the console in slot 0 and the object it
+/// attacks, if any, in slot 1.
+pub mod attack {
+    /// The attack programs' slots.
+    pub mod slots {
+        /// The console endpoint, `SEND`, for the result line.
+        pub const CONSOLE: u16 = 0;
+        /// The capability under attack (which one depends on the test).
+        pub const TARGET: u16 = 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips_every_error() {
+        let mut m = Message::new(status_of(Ok(())));
+        assert_eq!(status(&m), Ok(()));
+        for code in 1..=13 {
+            let e = Error::from_code(code).unwrap();
+            m.label = status_of(Err(e));
+            assert_eq!(status(&m), Err(e));
+        }
+        m.label = 999;
+        assert_eq!(status(&m), Err(Error::NoSuchCall));
+    }
+}
