@@ -22,6 +22,7 @@
 
 pub mod cap;
 pub mod fmt;
+pub mod process;
 pub mod sys;
 
 pub use brainix_abi as abi;

@@ -1,0 +1,15 @@
+//! wrong-type: uses its I/O-port capability (slot 1) as an endpoint. Expected: wrong-type.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+use brainix_abi::Message;
+use brainix_rt::Endpoint;
+
+brainix_rt::entry!(run);
+
+fn run(_pid: u64) -> ! {
+    brainix_attacks::setup();
+    let ports_as_endpoint = Endpoint(brainix_attacks::target());
+    let mut reply = Message::new(0);
+    let outcome = ports_as_endpoint.call(&Message::new(0), &[], &mut reply);
+    brainix_attacks::finish("wrong-type", outcome)
+}

@@ -1,0 +1,230 @@
+//! Parsing a typed line into a command: pure, tested on the host.
+
+use core::fmt;
+
+/// The help text, one command a line.
+pub const HELP: &str = "\
+commands:
+  help                  this list
+  ps                    every process: pid, name, state, priority, pages, generation, last exit
+  caps <pid>            the capability table of one process
+  mem                   frame pool and table statistics
+  uptime                time since boot
+  echo <text>           print the text
+  ipc-bench             time 10000 null system calls and 10000 call/reply round trips
+  kill <pid>            ask the supervisor to stop a process
+  start <name-or-pid>   ask the supervisor to start (or restart) a process
+";
+
+/// A process named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// By pid.
+    Pid(u64),
+    /// By name, looked up in the process table.
+    Name(&'a str),
+}
+
+/// One command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// An empty line: just prompt again.
+    Nothing,
+    /// `help`.
+    Help,
+    /// `ps`.
+    Ps,
+    /// `caps <pid>`.
+    Caps(u64),
+    /// `mem`.
+    Mem,
+    /// `uptime`.
+    Uptime,
+    /// `echo <text>`: the text after the command and one blank, as typed.
+    Echo(&'a str),
+    /// `ipc-bench`.
+    IpcBench,
+    /// `kill <pid>`.
+    Kill(u64),
+    /// `start <name-or-pid>`.
+    Start(Target<'a>),
+}
+
+/// Why a line is not a command. Each message says what was wrong and what was expected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError<'a> {
+    /// Bytes that are not text (the console only passes ASCII, so this is a client bug).
+    NotText,
+    /// No such command.
+    Unknown(&'a str),
+    /// The command needs an argument.
+    Missing {
+        /// Command name.
+        command: &'static str,
+        /// Its usage.
+        usage: &'static str,
+    },
+    /// An argument that should be a number is not.
+    NotANumber {
+        /// The argument.
+        arg: &'a str,
+        /// The command's usage.
+        usage: &'static str,
+    },
+    /// More arguments than the command takes.
+    TooMany {
+        /// The first extra argument.
+        extra: &'a str,
+        /// The command's usage.
+        usage: &'static str,
+    },
+}
+
+impl fmt::Display for ParseError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::NotText => write!(f, "error: the line is not text"),
+            ParseError::Unknown(c) => {
+                write!(f, "error: unknown command '{c}' (type 'help' for the list)")
+            }
+            ParseError::Missing { command, usage } => {
+                write!(f, "error: {command} needs an argument (usage: {usage})")
+            }
+            ParseError::NotANumber { arg, usage } => {
+                write!(f, "error: '{arg}' is not a number (usage: {usage})")
+            }
+            ParseError::TooMany { extra, usage } => {
+                write!(f, "error: unexpected '{extra}' (usage: {usage})")
+            }
+        }
+    }
+}
+
+/// Parses one typed line.
+pub fn parse(line: &[u8]) -> Result<Command<'_>, ParseError<'_>> {
+    let line = core::str::from_utf8(line).map_err(|_| ParseError::NotText)?;
+    let line = line.trim_matches(' ');
+    let (name, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let mut args = rest.split(' ').filter(|a| !a.is_empty());
+    Ok(match name {
+        "" => Command::Nothing,
+        "help" => none(&mut args, "help").map(|()| Command::Help)?,
+        "ps" => none(&mut args, "ps").map(|()| Command::Ps)?,
+        "mem" => none(&mut args, "mem").map(|()| Command::Mem)?,
+        "uptime" => none(&mut args, "uptime").map(|()| Command::Uptime)?,
+        "ipc-bench" => none(&mut args, "ipc-bench").map(|()| Command::IpcBench)?,
+        "echo" => Command::Echo(rest),
+        "caps" => Command::Caps(one_number(&mut args, "caps", "caps <pid>")?),
+        "kill" => Command::Kill(one_number(&mut args, "kill", "kill <pid>")?),
+        "start" => {
+            let usage = "start <name-or-pid>";
+            let arg = args.next().ok_or(ParseError::Missing {
+                command: "start",
+                usage,
+            })?;
+            none(&mut args, usage)?;
+            match number(arg) {
+                Some(pid) => Command::Start(Target::Pid(pid)),
+                None => Command::Start(Target::Name(arg)),
+            }
+        }
+        other => return Err(ParseError::Unknown(other)),
+    })
+}
+
+/// Refuses any argument left.
+fn none<'a>(
+    args: &mut impl Iterator<Item = &'a str>,
+    usage: &'static str,
+) -> Result<(), ParseError<'a>> {
+    match args.next() {
+        Some(extra) => Err(ParseError::TooMany { extra, usage }),
+        None => Ok(()),
+    }
+}
+
+fn one_number<'a>(
+    args: &mut impl Iterator<Item = &'a str>,
+    command: &'static str,
+    usage: &'static str,
+) -> Result<u64, ParseError<'a>> {
+    let arg = args.next().ok_or(ParseError::Missing { command, usage })?;
+    if let Some(extra) = args.next() {
+        return Err(ParseError::TooMany { extra, usage });
+    }
+    number(arg).ok_or(ParseError::NotANumber { arg, usage })
+}
+
+/// A decimal number, or hexadecimal with `0x`.
+fn number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None if s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_parses() {
+        let cases: [(&[u8], Command<'_>); 12] = [
+            (b"", Command::Nothing),
+            (b"   ", Command::Nothing),
+            (b"help", Command::Help),
+            (b" ps ", Command::Ps),
+            (b"caps 3", Command::Caps(3)),
+            (b"mem", Command::Mem),
+            (b"uptime", Command::Uptime),
+            (b"echo hello  world", Command::Echo("hello  world")),
+            (b"ipc-bench", Command::IpcBench),
+            (b"kill 0x1f", Command::Kill(31)),
+            (b"start 4", Command::Start(Target::Pid(4))),
+            (
+                b"start forged-handle",
+                Command::Start(Target::Name("forged-handle")),
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse(line), Ok(want), "{:?}", core::str::from_utf8(line));
+        }
+        assert_eq!(parse(b"echo"), Ok(Command::Echo("")));
+    }
+
+    #[test]
+    fn errors_say_what_was_wrong_and_what_was_expected() {
+        let msg = |line: &[u8]| parse(line).unwrap_err().to_string();
+        assert_eq!(
+            msg(b"rm -rf"),
+            "error: unknown command 'rm' (type 'help' for the list)"
+        );
+        assert_eq!(
+            msg(b"caps"),
+            "error: caps needs an argument (usage: caps <pid>)"
+        );
+        assert_eq!(
+            msg(b"kill init"),
+            "error: 'init' is not a number (usage: kill <pid>)"
+        );
+        assert_eq!(
+            msg(b"caps 1 2"),
+            "error: unexpected '2' (usage: caps <pid>)"
+        );
+        assert_eq!(msg(b"ps -a"), "error: unexpected '-a' (usage: ps)");
+        assert_eq!(
+            msg(b"start"),
+            "error: start needs an argument (usage: start <name-or-pid>)"
+        );
+        assert_eq!(
+            msg(b"start a b"),
+            "error: unexpected 'b' (usage: start <name-or-pid>)"
+        );
+        assert_eq!(msg(b"\xff"), "error: the line is not text");
+        assert_eq!(
+            msg(b"kill 99999999999999999999"),
+            "error: '99999999999999999999' is not a number (usage: kill <pid>)"
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! The BraiNIX shell, on the trusted console.
+//!
+//! Prints the prompt [`PROMPT`] (its first appearance marks the end of boot), reads a line
+//! through the console, runs one command ([`command::HELP`] lists them). It holds the console
+//! and the supervisor endpoints (send), audit (read-only) and the echo endpoint (send) for
+//! `ipc-bench`: slot layout in [`brainix_proto::shell::slots`]. It cannot stop or start anything
+//! itself; `kill` and `start` are requests the supervisor may refuse.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+mod bench;
+mod command;
+mod show;
+
+use brainix_abi::{Error, Message};
+use brainix_proto::{console, launch_handle, shell::slots, status, supervisor};
+use brainix_rt::{AuditRead, Endpoint, cap, print, println, sys::rdtsc};
+use command::{Command, Target};
+
+brainix_rt::entry!(run);
+
+/// The prompt.
+pub const PROMPT: &str = "brainix> ";
+
+/// Slots `caps` asks about before it stops; the kernel's tables hold 32 and answer
+/// `out-of-range` past the end.
+const MAX_SLOTS: u64 = 64;
+/// Pids `ps` asks about before it stops (the kernel answers `out-of-range` past the last).
+const MAX_PIDS: u64 = 256;
+
+struct Shell {
+    console: Endpoint,
+    supervisor: Endpoint,
+    audit: AuditRead,
+    echo: Endpoint,
+}
+
+fn run(_pid: u64) -> ! {
+    let shell = Shell {
+        console: Endpoint(launch_handle(slots::CONSOLE)),
+        supervisor: Endpoint(launch_handle(slots::SUPERVISOR)),
+        audit: AuditRead(launch_handle(slots::AUDIT)),
+        echo: Endpoint(launch_handle(slots::ECHO)),
+    };
+    brainix_rt::set_console(shell.console);
+    println!("BraiNIX shell; type 'help' for the commands");
+    loop {
+        print!("{PROMPT}");
+        let mut line = [0u8; console::LINE_MAX];
+        match shell.read_line(&mut line) {
+            Ok(n) => shell.execute(&line[..n]),
+            Err(e) => {
+                // Most likely the console died; the supervisor restarts it, and the same
+                // endpoint works again. Until then, give others the CPU.
+                println!("error: reading the console: {}", e.name());
+                cap::yield_now();
+            }
+        }
+    }
+}
+
+impl Shell {
+    fn read_line(&self, line: &mut [u8]) -> cap::Result<usize> {
+        let mut reply = Message::new(0);
+        self.console.call(
+            &Message::new(console::READ_LINE),
+            &[cap::lend_mut(line)],
+            &mut reply,
+        )?;
+        status(&reply)?;
+        Ok((reply.regs[0] as usize).min(line.len()))
+    }
+
+    fn execute(&self, line: &[u8]) {
+        let command = match command::parse(line) {
+            Ok(c) => c,
+            Err(e) => return println!("{e}"),
+        };
+        match command {
+            Command::Nothing => {}
+            Command::Help => print!("{}", command::HELP),
+            Command::Ps => self.ps(),
+            Command::Caps(pid) => self.caps(pid),
+            Command::Mem => match self.audit.memory() {
+                Ok(m) => println!("{}", show::Memory(&m)),
+                Err(e) => println!("error: mem: {}", e.name()),
+            },
+            Command::Uptime => match cap::uptime() {
+                Ok((ms, tsc)) => println!("up {}.{:03} s (tsc {tsc})", ms / 1000, ms % 1000),
+                Err(e) => println!("error: uptime: {}", e.name()),
+            },
+            Command::Echo(text) => println!("{text}"),
+            Command::IpcBench => self.ipc_bench(),
+            Command::Kill(pid) => match self.ask(supervisor::KILL, pid) {
+                Ok(_) => println!("stopped pid {pid}"),
+                Err(e) => println!("error: kill {pid}: {}", e.name()),
+            },
+            Command::Start(target) => self.start(target),
+        }
+    }
+
+    fn ps(&self) {
+        println!("{}", show::PS_HEADER);
+        for pid in 0..MAX_PIDS {
+            match self.audit.process(pid) {
+                Ok(info) => println!("{}", show::PsRow(&info)),
+                Err(Error::OutOfRange) => return,
+                Err(e) => return println!("error: ps: pid {pid}: {}", e.name()),
+            }
+        }
+    }
+
+    fn caps(&self, pid: u64) {
+        if let Err(e) = self.audit.process(pid) {
+            return println!("error: caps {pid}: {}", e.name());
+        }
+        for slot in 0..MAX_SLOTS {
+            match self.audit.cap(pid, slot) {
+                Ok(cap) if cap.kind == 0 => {}
+                Ok(cap) => println!("{}", show::CapRow { slot, cap: &cap }),
+                Err(Error::OutOfRange) => return,
+                Err(e) => return println!("error: caps {pid}: slot {slot}: {}", e.name()),
+            }
+        }
+    }
+
+    /// Sends a supervisor request about `pid`; returns the reply's first word.
+    fn ask(&self, label: u64, pid: u64) -> cap::Result<u64> {
+        let mut msg = Message::new(label);
+        msg.regs[0] = pid;
+        let mut reply = Message::new(0);
+        self.supervisor.call(&msg, &[], &mut reply)?;
+        status(&reply)?;
+        Ok(reply.regs[0])
+    }
+
+    fn start(&self, target: Target<'_>) {
+        let found = match target {
+            Target::Pid(pid) => self.audit.process(pid).map(|i| (pid, i)).ok(),
+            Target::Name(name) => (0..MAX_PIDS)
+                .map_while(|pid| self.audit.process(pid).ok().map(|i| (pid, i)))
+                .find(|(_, info)| show::name(info) == name),
+        };
+        let Some((pid, info)) = found else {
+            return match target {
+                Target::Pid(pid) => println!("error: start: no process with pid {pid}"),
+                Target::Name(name) => {
+                    println!("error: start: no process named '{name}' (see 'ps')")
+                }
+            };
+        };
+        match self.ask(supervisor::START, pid) {
+            Ok(generation) => println!(
+                "started {} (pid {pid}, generation {generation})",
+                show::name(&info)
+            ),
+            Err(e) => println!("error: start {}: {}", show::name(&info), e.name()),
+        }
+    }
+
+    fn ipc_bench(&self) {
+        let mut samples = [0u32; bench::ROUNDS];
+        let null = time(&mut samples, cap::null);
+        let ping = Message::new(0);
+        let mut pong = Message::new(0);
+        let call = time(&mut samples, || self.echo.call(&ping, &[], &mut pong));
+        match (null, call) {
+            (Ok(null), Ok(call)) => println!(
+                "{}",
+                bench::Line {
+                    null,
+                    call,
+                    n: bench::ROUNDS
+                }
+            ),
+            (Err(e), _) => println!("error: ipc-bench: null system call: {}", e.name()),
+            (_, Err(e)) => println!("error: ipc-bench: call to echo: {}", e.name()),
+        }
+    }
+}
+
+/// Times `op` [`bench::ROUNDS`] times after [`bench::WARMUP`] untimed runs.
+fn time(
+    samples: &mut [u32; bench::ROUNDS],
+    mut op: impl FnMut() -> cap::Result<()>,
+) -> cap::Result<bench::Summary> {
+    for _ in 0..bench::WARMUP {
+        op()?;
+    }
+    for s in samples.iter_mut() {
+        let start = rdtsc();
+        op()?;
+        *s = u32::try_from(rdtsc().wrapping_sub(start)).unwrap_or(u32::MAX);
+    }
+    bench::summarize(samples).ok_or(Error::OutOfRange)
+}
