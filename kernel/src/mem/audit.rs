@@ -139,6 +139,43 @@ pub fn no_wx_alias(mem: &impl TableMemory, root: u64) -> Result<(), Violation> {
     })
 }
 
+/// `mem.user-space`: a process's tables map nothing writable and executable, map user pages only
+/// in the lower half, and map of the kernel only pages inside `trampoline` (KPTI), supervisor-only.
+pub fn user_space(
+    mem: &impl TableMemory,
+    root: u64,
+    trampoline: &[(u64, u64)],
+) -> Result<usize, Violation> {
+    let mut leaves = 0;
+    walk(mem, root, |l: &Leaf| {
+        leaves += 1;
+        let fail = |what| {
+            Err(Violation {
+                check: "mem.user-space",
+                addr: l.virt,
+                what,
+            })
+        };
+        if l.writable && l.executable {
+            return fail("page is writable and executable");
+        }
+        if l.user && l.virt >= 1 << 47 {
+            return fail("user page in the kernel half");
+        }
+        let in_trampoline = trampoline
+            .iter()
+            .any(|&(s, e)| l.virt >= s && l.virt + l.size <= e);
+        if !l.user && !in_trampoline {
+            return fail("kernel page outside the entry trampoline");
+        }
+        if l.global {
+            return fail("global page in a process table");
+        }
+        Ok(())
+    })?;
+    Ok(leaves)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::paging::{Perm, SIZE_2M, SIZE_4K, bits, fake::FakeTables, map, map_raw};
@@ -245,6 +282,38 @@ mod tests {
         let (mut t, root, _, guard) = kernel();
         map(&mut t, root, guard, 0x10_3000, SIZE_4K, Perm::ReadWrite).unwrap();
         assert_eq!(stack_guards(&t, root, &[guard]).unwrap_err().addr, guard);
+    }
+
+    #[test]
+    fn a_process_table_may_hold_only_its_pages_and_the_trampoline() {
+        use super::super::paging::map_user;
+        let (mut t, root) = FakeTables::with_root();
+        let tramp = (TEXT, TEXT + 0x1000);
+        map(&mut t, root, TEXT, 0x10_0000, SIZE_4K, Perm::ReadExec).unwrap();
+        map_user(&mut t, root, 0x40_0000, 0x50_0000, Perm::ReadExec).unwrap();
+        map_user(&mut t, root, 0x40_1000, 0x50_1000, Perm::ReadWrite).unwrap();
+        assert_eq!(user_space(&t, root, &[tramp]), Ok(3));
+        // Any other kernel page is a KPTI violation.
+        map(&mut t, root, TEXT + 0x2000, 0x10_2000, SIZE_4K, Perm::Read).unwrap();
+        let v = user_space(&t, root, &[tramp]).unwrap_err();
+        assert_eq!(
+            (v.addr, v.what),
+            (TEXT + 0x2000, "kernel page outside the entry trampoline")
+        );
+        let (mut t, root) = FakeTables::with_root();
+        map_raw(
+            &mut t,
+            root,
+            0x40_0000,
+            0x5000,
+            SIZE_4K,
+            bits::PRESENT | bits::USER | bits::WRITABLE,
+        )
+        .unwrap();
+        assert_eq!(
+            user_space(&t, root, &[]).unwrap_err().what,
+            "page is writable and executable"
+        );
     }
 
     #[test]

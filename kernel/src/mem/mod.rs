@@ -15,6 +15,9 @@ pub mod layout {
     /// never executable. Only frames the pool manages are in it, so the kernel image (and with
     /// it the text) has no writable alias.
     pub const PHYSMAP: u64 = 0xffff_8000_0000_0000;
+    /// Device registers (LAPIC, IOAPIC): physical address `p` at `MMIO + p`, read-write, never
+    /// executable, uncached. Never mapped in a process table.
+    pub const MMIO: u64 = 0xffff_c000_0000_0000;
     /// RAM below this is left to firmware and legacy devices and never pooled.
     pub const LOW_MEMORY_END: u64 = 0x10_0000;
 }

@@ -136,6 +136,28 @@ pub fn map(
     map_raw(mem, root, virt, phys, size, perm.leaf_bits())
 }
 
+/// Maps one 4 KiB user page: like [`map`], plus the user bit on the leaf and on every table
+/// above it. Refused for addresses in the kernel's (upper) half.
+pub fn map_user(
+    mem: &mut impl TableMemory,
+    root: u64,
+    virt: u64,
+    phys: u64,
+    perm: Perm,
+) -> Result<(), MapError> {
+    if virt >= 1 << 47 {
+        return Err(MapError::NonCanonical { virt });
+    }
+    map_raw(
+        mem,
+        root,
+        virt,
+        phys,
+        SIZE_4K,
+        perm.leaf_bits() | bits::USER,
+    )
+}
+
 /// Maps with raw leaf bits. Only the test image uses this directly, to plant a W+X page and
 /// watch the self-check catch it; everything else goes through [`map`].
 pub fn map_raw(
@@ -161,13 +183,15 @@ pub fn map_raw(
     for level in (leaf_level + 1..4).rev() {
         let i = index(virt, level);
         let entry = mem.table(table)[i];
+        let user = leaf & bits::USER;
         table = if entry & bits::PRESENT == 0 {
             let new = mem.new_table()?;
-            mem.table_mut(table)[i] = new | bits::PRESENT | bits::WRITABLE;
+            mem.table_mut(table)[i] = new | bits::PRESENT | bits::WRITABLE | user;
             new
         } else if entry & bits::HUGE != 0 {
             return Err(MapError::AlreadyMapped { virt });
         } else {
+            mem.table_mut(table)[i] |= user;
             entry & bits::ADDR
         };
     }
@@ -492,6 +516,23 @@ mod tests {
         assert_eq!(
             map(&mut t, root, 0x1000, 0x1000, SIZE_4K, Perm::Read),
             Err(MapError::OutOfFrames)
+        );
+    }
+
+    #[test]
+    fn user_pages_are_user_at_every_level_and_only_in_the_lower_half() {
+        let (mut t, root) = FakeTables::with_root();
+        map_user(&mut t, root, 0x40_0000, 0x9000, Perm::ReadExec).unwrap();
+        map(&mut t, root, 0x40_1000, 0xa000, SIZE_4K, Perm::Read).unwrap();
+        let u = translate(&t, root, 0x40_0000).unwrap();
+        assert!(u.user && u.executable && !u.writable);
+        assert!(
+            !translate(&t, root, 0x40_1000).unwrap().user,
+            "a supervisor page stays one"
+        );
+        assert_eq!(
+            map_user(&mut t, root, KTEXT, 0x9000, Perm::Read),
+            Err(MapError::NonCanonical { virt: KTEXT })
         );
     }
 

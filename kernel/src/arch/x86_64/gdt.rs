@@ -1,7 +1,7 @@
 //! The GDT and the TSS. The TSS gives the double fault, NMI and machine check their own stacks
 //! (IST1 to IST3), so each is reported even when the kernel stack is gone.
 
-use super::stacks::{DOUBLE_FAULT_STACK, MACHINE_CHECK_STACK, NMI_STACK};
+use super::stacks::{DOUBLE_FAULT_STACK, ENTRY_STACK, MACHINE_CHECK_STACK, NMI_STACK};
 use core::arch::asm;
 use core::cell::UnsafeCell;
 
@@ -41,16 +41,10 @@ struct Shared(UnsafeCell<Tables>);
 // SAFETY: written once by `init` before interrupts can occur, on the only running CPU.
 unsafe impl Sync for Shared {}
 
+/// In the trampoline: the CPU reads the GDT and TSS on every entry from a process.
+#[unsafe(link_section = ".bss.trampoline")]
 static TABLES: Shared = Shared(UnsafeCell::new(Tables {
-    gdt: [
-        0,
-        0x00af_9a00_0000_ffff, // 0x08 kernel code, 64-bit
-        0x00cf_9200_0000_ffff, // 0x10 kernel data
-        0x00cf_f200_0000_ffff, // 0x18 user data (DPL 3), for SYSRET's layout
-        0x00af_fa00_0000_ffff, // 0x20 user code, 64-bit (DPL 3)
-        0,                     // 0x28 TSS, low half (filled by `init`)
-        0,                     // 0x30 TSS, high half
-    ],
+    gdt: [0; 7],
     tss: Tss {
         _reserved0: 0,
         rsp: [0; 3],
@@ -58,16 +52,33 @@ static TABLES: Shared = Shared(UnsafeCell::new(Tables {
         ist: [0; 7],
         _reserved2: 0,
         _reserved3: 0,
-        // No I/O bitmap: ring 3 never gets port access through the TSS.
-        iomap_base: core::mem::size_of::<Tss>() as u16,
+        iomap_base: 0,
     },
 }));
+
+/// User data selector with RPL 3.
+pub const USER_DATA: u16 = 0x18 | 3;
+/// User code selector with RPL 3.
+pub const USER_CODE: u16 = 0x20 | 3;
 
 /// Fills the TSS, loads the GDT, reloads the segment registers and loads the task register.
 pub fn init() {
     // SAFETY: single CPU, interrupts off, called once before the IDT is loaded: nothing else
     // reads or writes the tables while this reference lives.
     let tables = unsafe { &mut *TABLES.0.get() };
+    tables.gdt = [
+        0,
+        0x00af_9a00_0000_ffff, // 0x08 kernel code, 64-bit
+        0x00cf_9200_0000_ffff, // 0x10 kernel data
+        0x00cf_f200_0000_ffff, // 0x18 user data (DPL 3), in the order SYSRET expects
+        0x00af_fa00_0000_ffff, // 0x20 user code, 64-bit (DPL 3)
+        0,                     // 0x28 TSS, low half
+        0,                     // 0x30 TSS, high half
+    ];
+    // No I/O bitmap: ring 3 never gets port access through the TSS.
+    tables.tss.iomap_base = core::mem::size_of::<Tss>() as u16;
+    // Interrupts from ring 3 push their frame on the entry stack.
+    tables.tss.rsp[0] = ENTRY_STACK.top();
     tables.tss.ist[usize::from(IST_DOUBLE_FAULT - 1)] = DOUBLE_FAULT_STACK.top();
     tables.tss.ist[usize::from(IST_NMI - 1)] = NMI_STACK.top();
     tables.tss.ist[usize::from(IST_MACHINE_CHECK - 1)] = MACHINE_CHECK_STACK.top();

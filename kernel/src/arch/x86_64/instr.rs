@@ -47,6 +47,18 @@ pub unsafe fn rdmsr(msr: u32) -> u64 {
     u64::from(hi) << 32 | u64::from(lo)
 }
 
+/// Writes a model-specific register.
+///
+/// # Safety
+/// `msr` must exist, and the value must not break what runs afterwards.
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: the caller vouches for the MSR and the value.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack, preserves_flags))
+    }
+}
+
 /// EFER and its no-execute enable bit.
 pub const IA32_EFER: u32 = 0xc000_0080;
 /// EFER.NXE.

@@ -1,14 +1,18 @@
 //! x86-64: boot stub, descriptor tables, traps, the kernel's own page tables, and the COM1 log.
 
+pub mod apic;
 pub mod boot;
 pub mod gdt;
 pub mod instr;
 pub mod paging;
+pub mod run;
 pub mod serial;
+pub mod spaces;
 pub mod stacks;
 mod start;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
+pub mod trampoline;
 pub mod trap;
 
 use crate::exit::ExitCode;

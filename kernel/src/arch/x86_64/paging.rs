@@ -6,8 +6,10 @@
 
 use crate::mem::audit::{self, Section, Violation};
 use crate::mem::frames::Frame;
-use crate::mem::layout::{KERNEL_VMA, PHYSMAP};
-use crate::mem::paging::{MapError, Perm, SIZE_4K, Table, TableMemory, map, map_range};
+use crate::mem::layout::{KERNEL_VMA, MMIO, PHYSMAP};
+use crate::mem::paging::{
+    MapError, Perm, SIZE_4K, Table, TableMemory, bits, map, map_range, map_raw,
+};
 use crate::mem::{KERNEL_PT_BUDGET, KernelFramePool};
 
 unsafe extern "C" {
@@ -93,6 +95,11 @@ impl<'a> KernelTables<'a> {
     pub fn pool(&mut self) -> &mut KernelFramePool {
         self.pool
     }
+
+    /// Gives the pool back, once the kernel's tables are final.
+    pub fn into_pool(self) -> &'a mut KernelFramePool {
+        self.pool
+    }
 }
 
 impl TableMemory for KernelTables<'_> {
@@ -119,13 +126,15 @@ impl TableMemory for KernelTables<'_> {
     }
 }
 
-/// Builds the kernel's address space: each section with its rights, guard pages left out, and
-/// the direct map over `pool_ranges`. Returns the new root.
+/// Builds the kernel's address space: each section with its rights, guard pages left out, the
+/// direct map over `pool_ranges`, and the device pages `mmio` uncached in the MMIO window.
+/// Returns the new root.
 pub fn build(
     tables: &mut KernelTables<'_>,
     image: &Image,
     guards: &[u64],
     pool_ranges: &[(u64, u64)],
+    mmio: &[u64],
 ) -> Result<u64, MapError> {
     let root = tables.new_table()?;
     for s in &image.sections {
@@ -151,6 +160,11 @@ pub fn build(
             end - start,
             Perm::ReadWrite,
         )?;
+    }
+    for &page in mmio {
+        // Read-write, never executable, cache disabled (PCD | PWT).
+        let leaf = bits::PRESENT | bits::WRITABLE | bits::NX | 1 << 4 | 1 << 3;
+        map_raw(tables, root, MMIO + page, page, SIZE_4K, leaf)?;
     }
     Ok(root)
 }

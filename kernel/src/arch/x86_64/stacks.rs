@@ -46,20 +46,30 @@ impl<const N: usize> GuardedStack<N> {
 /// The stack the boot path runs on; the boot stub points RSP at its top.
 #[unsafe(link_section = ".bss.stacks")]
 pub static BOOT_STACK: GuardedStack<BOOT_STACK_SIZE> = GuardedStack::new();
-/// IST1: double fault.
-#[unsafe(link_section = ".bss.stacks")]
+/// Bytes of the entry stack: the CPU pushes a process's interrupt frame here (TSS.RSP0) and the
+/// syscall stub its registers; the kernel itself then runs on [`BOOT_STACK`]. It holds one
+/// frame of the running process's own registers and nothing else.
+pub const ENTRY_STACK_SIZE: usize = 4096;
+
+/// The entry stack. In the trampoline: mapped (supervisor-only) in every process table.
+#[unsafe(link_section = ".bss.trampoline")]
+pub static ENTRY_STACK: GuardedStack<ENTRY_STACK_SIZE> = GuardedStack::new();
+/// IST1: double fault. In the trampoline, because the CPU switches to it before the kernel can
+/// switch page tables.
+#[unsafe(link_section = ".bss.trampoline")]
 pub static DOUBLE_FAULT_STACK: GuardedStack<IST_STACK_SIZE> = GuardedStack::new();
 /// IST2: NMI.
-#[unsafe(link_section = ".bss.stacks")]
+#[unsafe(link_section = ".bss.trampoline")]
 pub static NMI_STACK: GuardedStack<IST_STACK_SIZE> = GuardedStack::new();
 /// IST3: machine check.
-#[unsafe(link_section = ".bss.stacks")]
+#[unsafe(link_section = ".bss.trampoline")]
 pub static MACHINE_CHECK_STACK: GuardedStack<IST_STACK_SIZE> = GuardedStack::new();
 
-/// Every guard page, for the page-table builder and the self-check.
-pub fn guards() -> [u64; 4] {
+/// Every guard page, for the page-table builders and the self-checks.
+pub fn guards() -> [u64; 5] {
     [
         BOOT_STACK.guard(),
+        ENTRY_STACK.guard(),
         DOUBLE_FAULT_STACK.guard(),
         NMI_STACK.guard(),
         MACHINE_CHECK_STACK.guard(),

@@ -278,7 +278,8 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
 
     let guards = stacks::guards();
     let mut tables = KernelTables::identity(pool);
-    let root = match paging::build(&mut tables, &image, &guards, ranges) {
+    let mmio = [super::apic::lapic_phys(), super::apic::IOAPIC_PHYS];
+    let root = match paging::build(&mut tables, &image, &guards, ranges, &mmio) {
         Ok(root) => root,
         Err(e) => {
             kprintln!("brainix: FATAL: building the kernel page tables: {e}");
@@ -337,14 +338,21 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
     }
 
     #[cfg(feature = "test-hooks")]
-    super::test_hooks::after_boot(options.test, &mut tables);
+    if options.test.is_some() {
+        super::test_hooks::after_boot(options.test, &mut tables);
+        stop(ExitCode::Success);
+    }
     #[cfg(not(feature = "test-hooks"))]
     if let Some(t) = options.test {
         kprintln!("brainix: test scenario {t:?} ignored: this is the release image");
     }
 
-    kprintln!("brainix: boot complete; nothing else to run yet");
-    stop(ExitCode::Success)
+    if crate::manifest::SYSTEM.processes.is_empty() {
+        kprintln!("brainix: boot complete; no processes in this image");
+        stop(ExitCode::Success);
+    }
+    let spaces = super::spaces::ArchSpaces::new(tables.into_pool(), guards);
+    super::run::start(spaces, root)
 }
 
 /// `mem.frame-pool`: the bitmaps agree with their counters, no frame of the kernel image is

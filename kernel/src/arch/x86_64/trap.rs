@@ -1,15 +1,17 @@
 //! The IDT, the exception entry stubs, and what happens on an exception.
 //!
-//! Every exception in kernel context is fatal at this stage: the handler prints the vector, its
-//! name, the error code (decoded for page faults), RIP, CR2 and the registers, then stops with
-//! the exit code `0x40 + vector`. Nothing is left to a triple fault: the double fault, NMI and
-//! machine check run on their own IST stacks.
+//! Every exception in kernel context is fatal: [`fatal`] prints the vector, its name, the error
+//! code (decoded for page faults), RIP, CR2 and the registers, then stops with the exit code
+//! `0x40 + vector`. Nothing is left to a triple fault: the double fault, NMI and machine check
+//! run on their own IST stacks. Exceptions in a process kill that process (`run.rs`). The entry
+//! stubs live in the trampoline (`trampoline.rs`).
 
 use super::gdt::{DescriptorPointer, IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
 use super::instr::read_cr2;
+use super::trampoline::STUBS;
 use crate::exit::ExitCode;
 use crate::kprintln;
-use core::arch::{asm, naked_asm};
+use core::arch::asm;
 use core::cell::UnsafeCell;
 
 /// What the entry stubs leave on the stack, lowest address first.
@@ -62,11 +64,6 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
-/// The vectors for which the CPU pushes an error code.
-const fn has_error_code(vector: u8) -> bool {
-    matches!(vector, 8 | 10 | 11 | 12 | 13 | 14 | 17 | 21 | 29 | 30)
-}
-
 /// Short names, as the SDM abbreviates them.
 const NAMES: [&str; 32] = [
     "#DE divide error",
@@ -103,55 +100,9 @@ const NAMES: [&str; 32] = [
     "reserved 31",
 ];
 
-macro_rules! stubs {
-    ($($v:literal),*) => {
-        /// Entry points, indexed by vector.
-        const STUBS: [unsafe extern "C" fn() -> !; 32] = [$(stub::<$v>),*];
-    };
-}
-stubs!(
-    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
-    26, 27, 28, 29, 30, 31
-);
-
-/// One vector's entry: pushes a zero error code where the CPU pushes none, then the vector, so
-/// the common path always sees the same frame.
-#[unsafe(naked)]
-unsafe extern "C" fn stub<const V: u8>() -> ! {
-    naked_asm!(
-        ".if {err} == 0",
-        "push 0",
-        ".endif",
-        "push {v}",
-        "jmp {common}",
-        err = const has_error_code(V) as u8,
-        v = const V,
-        common = sym common,
-    )
-}
-
-/// Saves every general register and calls [`dispatch`] with the frame. The frame is 22 words
-/// above a 16-byte aligned RSP (the CPU aligns it on entry), so the call keeps the ABI's
-/// alignment.
-#[unsafe(naked)]
-unsafe extern "C" fn common() -> ! {
-    naked_asm!(
-        "push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
-        "push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14",
-        "push r15",
-        "cld",
-        "mov rdi, rsp",
-        "call {dispatch}",
-        "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
-        "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
-        "add rsp, 16",
-        "iretq",
-        dispatch = sym dispatch,
-    )
-}
-
-/// Reports the exception and stops. Returning is reserved for the user-fault path of issue 3.
-extern "C" fn dispatch(frame: &mut TrapFrame) {
+/// Reports an exception the kernel cannot survive (any exception in kernel context, or a double
+/// fault, NMI or machine check anywhere) and stops with `0x40 + vector`.
+pub fn fatal(frame: &TrapFrame) -> ! {
     let vector = (frame.vector & 0x1f) as u8;
     let context = if frame.cs & 3 == 0 { "kernel" } else { "user" };
     kprintln!(
@@ -261,21 +212,23 @@ struct Idt(UnsafeCell<[Gate; 256]>);
 // reads it.
 unsafe impl Sync for Idt {}
 
+/// In the trampoline: the CPU reads it on every entry from a process.
+#[unsafe(link_section = ".bss.trampoline")]
 static IDT: Idt = Idt(UnsafeCell::new([Gate::ABSENT; 256]));
 
-/// Fills the 32 exception gates and loads the IDT. Vectors 32 to 255 stay absent until the
-/// interrupt controller of issue 3 claims them; one arriving now is a #GP, which is reported.
+/// Fills the gates of every trampoline stub and loads the IDT. Other vectors stay absent; one
+/// arriving is a #GP, which is reported.
 pub fn init() {
     // SAFETY: see `Idt`; no interrupt can read the table while it is being written.
     let idt = unsafe { &mut *IDT.0.get() };
-    for (vector, stub) in STUBS.iter().enumerate() {
+    for &(vector, stub) in STUBS {
         let ist = match vector {
             2 => IST_NMI,
             8 => IST_DOUBLE_FAULT,
             18 => IST_MACHINE_CHECK,
             _ => 0,
         };
-        idt[vector] = Gate::new(*stub as usize as u64, ist);
+        idt[usize::from(vector)] = Gate::new(stub as usize as u64, ist);
     }
     let pointer = DescriptorPointer {
         limit: (core::mem::size_of::<[Gate; 256]>() - 1) as u16,

@@ -1,0 +1,295 @@
+//! Process address spaces: built from the frame pool, reached by the kernel only through the
+//! direct map.
+//!
+//! The kernel's tables never map a process page, so the kernel cannot touch user memory by
+//! accident (SMAP holds trivially). To copy, it walks the process's tables in software, treating
+//! the user pointer as a claim: every page must be present, user-accessible and, for writes,
+//! writable, or the copy is [`Error::BadAddress`]. Only then does it touch the frame, through
+//! the direct map.
+
+use super::trampoline;
+use crate::elf::Program;
+use crate::kprintln;
+use crate::manifest::ProcessSpec;
+use crate::mem::KernelFramePool;
+use crate::mem::audit;
+use crate::mem::frames::Frame;
+use crate::mem::layout::{KERNEL_VMA, PHYSMAP};
+use crate::mem::paging::{MapError, Perm, SIZE_4K, Table, TableMemory, map, map_user, translate};
+use crate::system::{Launch, LaunchError, MAX_PROCESSES, Spaces};
+use brainix_abi::Error;
+use brainix_abi::layout::STACK_TOP;
+
+/// Frames one process may own (image, stack and its own tables). The manifest checker refuses
+/// budgets above this; 256 pages is 1 MiB, several times what our servers need.
+pub const MAX_PROCESS_PAGES: usize = 256;
+
+/// The frames of one process, so teardown can return every one of them.
+pub struct FrameList {
+    frames: [u64; MAX_PROCESS_PAGES],
+    count: usize,
+    root: u64,
+}
+
+impl FrameList {
+    const EMPTY: FrameList = FrameList {
+        frames: [0; MAX_PROCESS_PAGES],
+        count: 0,
+        root: 0,
+    };
+}
+
+/// The kernel's side of every process address space.
+pub struct ArchSpaces {
+    pool: &'static mut KernelFramePool,
+    lists: &'static mut [FrameList; MAX_PROCESSES],
+    guards: [u64; 5],
+}
+
+/// The per-process frame lists, handed out once.
+pub static mut FRAME_LISTS: [FrameList; MAX_PROCESSES] = [FrameList::EMPTY; MAX_PROCESSES];
+
+/// Reads tables through the direct map; builds none.
+struct Physmap;
+
+impl TableMemory for Physmap {
+    fn table(&self, phys: u64) -> &Table {
+        // SAFETY: `phys` comes from CR3 or a present entry of a table the kernel built from pool
+        // frames, which the direct map covers.
+        unsafe { &*((PHYSMAP + phys) as *const Table) }
+    }
+    fn table_mut(&mut self, phys: u64) -> &mut Table {
+        // SAFETY: as above; `&mut self` is the only way in.
+        unsafe { &mut *((PHYSMAP + phys) as *mut Table) }
+    }
+    fn new_table(&mut self) -> Result<u64, MapError> {
+        Err(MapError::OutOfFrames)
+    }
+}
+
+/// Builds one process's tables, charging every frame to its list and budget.
+struct Builder<'a> {
+    pool: &'a mut KernelFramePool,
+    list: &'a mut FrameList,
+    budget: usize,
+}
+
+impl Builder<'_> {
+    fn frame(&mut self) -> Result<u64, MapError> {
+        if self.list.count >= self.budget.min(MAX_PROCESS_PAGES) {
+            return Err(MapError::OutOfFrames);
+        }
+        let frame = self.pool.alloc().map_err(|_| MapError::OutOfFrames)?.addr();
+        self.list.frames[self.list.count] = frame;
+        self.list.count += 1;
+        // SAFETY: a pool frame, mapped in the direct map, handed out just now to nobody else.
+        unsafe { core::ptr::write_bytes((PHYSMAP + frame) as *mut u8, 0, SIZE_4K as usize) };
+        Ok(frame)
+    }
+}
+
+impl TableMemory for Builder<'_> {
+    fn table(&self, phys: u64) -> &Table {
+        Physmap.table(phys)
+    }
+    fn table_mut(&mut self, phys: u64) -> &mut Table {
+        // SAFETY: as for `Physmap::table_mut`.
+        unsafe { &mut *((PHYSMAP + phys) as *mut Table) }
+    }
+    fn new_table(&mut self) -> Result<u64, MapError> {
+        self.frame()
+    }
+}
+
+impl ArchSpaces {
+    /// Takes the pool and the frame lists for good.
+    pub fn new(pool: &'static mut KernelFramePool, guards: [u64; 5]) -> ArchSpaces {
+        // SAFETY: called once, by the boot path; no other reference to the lists exists.
+        let lists = unsafe { &mut *(&raw mut FRAME_LISTS) };
+        ArchSpaces {
+            pool,
+            lists,
+            guards,
+        }
+    }
+
+    /// The root table of `pid`, or 0 when it has no address space.
+    pub fn root(&self, pid: u16) -> u64 {
+        self.lists[usize::from(pid)].root
+    }
+
+    /// The pool, for statistics.
+    pub fn pool(&self) -> &KernelFramePool {
+        self.pool
+    }
+
+    /// Walks `[addr, addr + len)` of `pid`'s space page by page, calling `f` with the direct-map
+    /// address and length of each piece, after checking the page is user (and writable).
+    fn each_piece(
+        &self,
+        pid: u16,
+        addr: u64,
+        len: usize,
+        write: bool,
+        mut f: impl FnMut(u64, usize, usize),
+    ) -> Result<(), Error> {
+        let root = self.root(pid);
+        if root == 0 {
+            return Err(Error::BadAddress);
+        }
+        let end = addr.checked_add(len as u64).ok_or(Error::BadAddress)?;
+        if end > 1 << 47 {
+            return Err(Error::BadAddress);
+        }
+        // Check every page before touching any, so a failed write changes nothing.
+        let mut page = addr & !0xfff;
+        while page < end {
+            let leaf = translate(&Physmap, root, page).ok_or(Error::BadAddress)?;
+            if !leaf.user || (write && !leaf.writable) {
+                return Err(Error::BadAddress);
+            }
+            page += SIZE_4K;
+        }
+        let mut done = 0;
+        while done < len {
+            let at = addr + done as u64;
+            let leaf = translate(&Physmap, root, at).ok_or(Error::BadAddress)?;
+            let within = (at - leaf.virt) as usize;
+            let n = (len - done).min(leaf.size as usize - within);
+            f(PHYSMAP + leaf.phys + within as u64, n, done);
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn build(&mut self, pid: u16, spec: &ProcessSpec) -> Result<Launch, LaunchError> {
+        let program = Program::parse(spec.image).map_err(LaunchError::Image)?;
+        let budget = spec.memory_pages as usize;
+        let needed = program.pages() + u64::from(spec.stack_pages);
+        if needed > budget as u64 {
+            return Err(LaunchError::OverBudget {
+                needed,
+                budget: budget as u64,
+            });
+        }
+        let list = &mut self.lists[usize::from(pid)];
+        let mut b = Builder {
+            pool: self.pool,
+            list,
+            budget,
+        };
+        let oom = |_| LaunchError::OutOfMemory;
+        let root = b.frame().map_err(oom)?;
+        b.list.root = root;
+        // KPTI: the trampoline, supervisor-only, guard pages left out.
+        let [text, data] = trampoline::ranges();
+        for (range, perm) in [(text, Perm::ReadExec), (data, Perm::ReadWrite)] {
+            let mut page = range.0;
+            while page < range.1 {
+                if !self.guards.contains(&page) {
+                    map(&mut b, root, page, page - KERNEL_VMA, SIZE_4K, perm).map_err(oom)?;
+                }
+                page += SIZE_4K;
+            }
+        }
+        for seg in program.segments() {
+            let mut page = seg.vaddr & !0xfff;
+            while page < seg.vaddr + seg.mem_len {
+                let frame = b.frame().map_err(oom)?;
+                // The file bytes that fall in this page.
+                let from = page.max(seg.vaddr);
+                let to = (page + SIZE_4K).min(seg.vaddr + seg.file_len as u64);
+                if from < to {
+                    let src = seg.file_offset + (from - seg.vaddr) as usize;
+                    let bytes = &spec.image[src..src + (to - from) as usize];
+                    // SAFETY: the frame is ours and mapped in the direct map; the copy stays
+                    // inside it because `from..to` lies inside `page..page + 4096`.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            bytes.as_ptr(),
+                            (PHYSMAP + frame + (from - page)) as *mut u8,
+                            bytes.len(),
+                        )
+                    };
+                }
+                map_user(&mut b, root, page, frame, seg.perm).map_err(|e| match e {
+                    MapError::OutOfFrames => LaunchError::OutOfMemory,
+                    _ => LaunchError::Image(crate::elf::ElfError::BadAddress { vaddr: page }),
+                })?;
+                page += SIZE_4K;
+            }
+        }
+        // The stack, NX, with an unmapped guard page under it.
+        for i in 1..=u64::from(spec.stack_pages) {
+            let frame = b.frame().map_err(oom)?;
+            map_user(
+                &mut b,
+                root,
+                STACK_TOP - i * SIZE_4K,
+                frame,
+                Perm::ReadWrite,
+            )
+            .map_err(oom)?;
+        }
+        let pages = b.list.count as u64;
+        // INV-MEM, KPTI: prove the new table before anything runs in it.
+        if let Err(v) = audit::user_space(&Physmap, root, &trampoline::ranges()) {
+            kprintln!(
+                "brainix: FATAL: process table of pid {pid} fails {} at {:#x}: {}",
+                v.check,
+                v.addr,
+                v.what
+            );
+            super::stop(crate::exit::ExitCode::SelfCheckFailed);
+        }
+        Ok(Launch {
+            entry: program.entry,
+            stack_top: STACK_TOP,
+            pages,
+        })
+    }
+}
+
+impl Spaces for ArchSpaces {
+    fn read(&self, pid: u16, addr: u64, buf: &mut [u8]) -> Result<(), Error> {
+        let len = buf.len();
+        let dst = buf.as_mut_ptr();
+        self.each_piece(pid, addr, len, false, |src, n, done| {
+            // SAFETY: `src..src + n` is a checked user page of `pid` in the direct map, and
+            // `done + n <= len` keeps the destination inside `buf`.
+            unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst.add(done), n) }
+        })
+    }
+
+    fn write(&mut self, pid: u16, addr: u64, data: &[u8]) -> Result<(), Error> {
+        self.each_piece(pid, addr, data.len(), true, |dst, n, done| {
+            // SAFETY: `dst..dst + n` is a checked writable user page of `pid` in the direct
+            // map, and `done + n <= data.len()`.
+            unsafe { core::ptr::copy_nonoverlapping(data.as_ptr().add(done), dst as *mut u8, n) }
+        })
+    }
+
+    fn launch(&mut self, pid: u16, spec: &ProcessSpec) -> Result<Launch, LaunchError> {
+        self.teardown(pid);
+        let launched = self.build(pid, spec);
+        if launched.is_err() {
+            self.teardown(pid);
+        }
+        launched
+    }
+
+    fn teardown(&mut self, pid: u16) {
+        let list = &mut self.lists[usize::from(pid)];
+        for &frame in &list.frames[..list.count] {
+            if let Some(f) = Frame::at(frame) {
+                // Every frame in the list came from the pool; a refusal would mean corruption,
+                // which the pool reports rather than hides.
+                if let Err(e) = self.pool.free(f) {
+                    kprintln!("brainix: returning frames of pid {pid}: {e}");
+                }
+            }
+        }
+        list.count = 0;
+        list.root = 0;
+    }
+}
