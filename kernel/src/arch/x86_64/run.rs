@@ -19,6 +19,7 @@ use core::arch::asm;
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The hardware as the portable kernel sees it.
 pub struct ArchMachine;
@@ -115,7 +116,7 @@ fn memory_stats(s: &Running) -> MemoryStats {
     MemoryStats {
         frames_total: pool.managed() as u64,
         frames_free: pool.free_frames() as u64,
-        kernel_pt_pages: 0,
+        kernel_pt_pages: KERNEL_PT_PAGES.load(Ordering::Relaxed),
     }
 }
 
@@ -216,8 +217,12 @@ fn enable_syscall() {
     }
 }
 
+/// Page-table pages of the kernel's own tables, for `audit_memory`.
+static KERNEL_PT_PAGES: AtomicU64 = AtomicU64::new(0);
+
 /// Launches the manifest's processes and enters the first. Never returns.
-pub fn start(spaces: ArchSpaces, kernel_cr3: u64) -> ! {
+pub fn start(spaces: ArchSpaces, kernel_cr3: u64, kernel_pt_pages: usize) -> ! {
+    KERNEL_PT_PAGES.store(kernel_pt_pages as u64, Ordering::Relaxed);
     // SAFETY: the trampoline reads this on every entry; written once here, before any entry.
     unsafe { (*SCRATCH.0.get()).kernel_cr3 = kernel_cr3 };
     enable_syscall();

@@ -351,8 +351,9 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
         kprintln!("brainix: boot complete; no processes in this image");
         stop(ExitCode::Success);
     }
+    let pt_pages = tables.frames().len();
     let spaces = super::spaces::ArchSpaces::new(tables.into_pool(), guards);
-    super::run::start(spaces, root)
+    super::run::start(spaces, root, pt_pages)
 }
 
 /// `mem.frame-pool`: the bitmaps agree with their counters, no frame of the kernel image is
