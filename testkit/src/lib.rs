@@ -179,6 +179,102 @@ impl Boot {
     }
 }
 
+/// A running boot that a test talks to over the serial console.
+pub struct Session {
+    child: Reaped,
+    stdin: std::process::ChildStdin,
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// Bytes of `output` already matched by [`Session::expect`].
+    seen: usize,
+    started: Instant,
+}
+
+impl Boot {
+    /// Boots with the console connected both ways and returns at once.
+    pub fn spawn(&self) -> Session {
+        let mut child = Reaped(
+            self.command()
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start qemu-system-x86_64 ({e})")),
+        );
+        let stdin = child.0.stdin.take().expect("piped stdin");
+        let mut stdout = child.0.stdout.take().expect("piped stdout");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Session {
+            child,
+            stdin,
+            output,
+            seen: 0,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Session {
+    /// Waits until `needle` appears after what earlier calls matched, and returns the text up
+    /// to and including it. Panics with the whole console so far when it does not come in
+    /// `timeout` or QEMU exits first.
+    pub fn expect(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let out = self.output.lock().unwrap();
+                let text = String::from_utf8_lossy(&out[self.seen..]).into_owned();
+                if let Some(at) = text.find(needle) {
+                    let upto = text[..at + needle.len()].to_owned();
+                    self.seen += upto.len();
+                    return upto;
+                }
+            }
+            let exited = matches!(self.child.0.try_wait(), Ok(Some(_)));
+            if exited || Instant::now() >= deadline {
+                // Let the reader thread drain what is left before reporting.
+                std::thread::sleep(Duration::from_millis(50));
+                panic!(
+                    "{:?} did not appear within {timeout:?} (qemu exited: {exited}); console:\n{}",
+                    needle,
+                    self.console()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Types `line` and a carriage return on the console, one byte at a time as a person
+    /// would, so a UART FIFO never overflows.
+    pub fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        for b in line.bytes().chain([b'\r']) {
+            let _ = self.stdin.write_all(&[b]);
+            let _ = self.stdin.flush();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Everything the console printed so far.
+    pub fn console(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    /// Time since QEMU started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
 /// Kills the child when dropped, so no QEMU outlives a failing test.
 struct Reaped(Child);
 
