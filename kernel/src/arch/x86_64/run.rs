@@ -171,7 +171,7 @@ fn next(frame: &mut TrapFrame) -> u64 {
         let chosen = with_system(|s| {
             let pid = s.schedule()?;
             load(frame, &s.procs[usize::from(pid)].regs);
-            Some(s.spaces.root(pid))
+            Some(s.spaces.cr3(pid))
         });
         if let Some(cr3) = chosen {
             return cr3;
@@ -221,8 +221,16 @@ fn enable_syscall() {
 static KERNEL_PT_PAGES: AtomicU64 = AtomicU64::new(0);
 
 /// Launches the manifest's processes and enters the first. Never returns.
-pub fn start(spaces: ArchSpaces, kernel_cr3: u64, kernel_pt_pages: usize) -> ! {
+pub fn start(kernel_cr3: u64, kernel_pt_pages: usize, spaces: ArchSpaces) -> ! {
     KERNEL_PT_PAGES.store(kernel_pt_pages as u64, Ordering::Relaxed);
+    // With PCIDs the kernel keeps PCID 0 and its entries survive every switch: its own tables
+    // never change after boot.
+    let pcid = instr::read_cr4() & instr::cr4::PCIDE != 0;
+    let kernel_cr3 = if pcid {
+        kernel_cr3 | super::spaces::CR3_NO_FLUSH
+    } else {
+        kernel_cr3
+    };
     // SAFETY: the trampoline reads this on every entry; written once here, before any entry.
     unsafe { (*SCRATCH.0.get()).kernel_cr3 = kernel_cr3 };
     enable_syscall();

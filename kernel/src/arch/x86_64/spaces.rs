@@ -44,7 +44,14 @@ pub struct ArchSpaces {
     pool: &'static mut KernelFramePool,
     lists: &'static mut [FrameList; MAX_PROCESSES],
     guards: [u64; 5],
+    /// CR4.PCIDE is on: each process runs under PCID `pid + 1`, the kernel under 0.
+    pcid: bool,
+    /// The process was (re)launched since its PCID was last loaded: that load must flush.
+    fresh: [bool; MAX_PROCESSES],
 }
+
+/// CR3 bit 63: keep the TLB entries of the PCID being loaded.
+pub const CR3_NO_FLUSH: u64 = 1 << 63;
 
 /// The per-process frame lists, handed out once.
 pub static mut FRAME_LISTS: [FrameList; MAX_PROCESSES] = [FrameList::EMPTY; MAX_PROCESSES];
@@ -103,19 +110,36 @@ impl TableMemory for Builder<'_> {
 
 impl ArchSpaces {
     /// Takes the pool and the frame lists for good.
-    pub fn new(pool: &'static mut KernelFramePool, guards: [u64; 5]) -> ArchSpaces {
+    pub fn new(pool: &'static mut KernelFramePool, guards: [u64; 5], pcid: bool) -> ArchSpaces {
         // SAFETY: called once, by the boot path; no other reference to the lists exists.
         let lists = unsafe { &mut *(&raw mut FRAME_LISTS) };
         ArchSpaces {
             pool,
             lists,
             guards,
+            pcid,
+            fresh: [true; MAX_PROCESSES],
         }
     }
 
     /// The root table of `pid`, or 0 when it has no address space.
     pub fn root(&self, pid: u16) -> u64 {
         self.lists[usize::from(pid)].root
+    }
+
+    /// The CR3 value that switches to `pid`. With PCIDs, a switch keeps the TLB, except the
+    /// first one after a launch, which flushes whatever the PCID cached of the previous run.
+    pub fn cr3(&mut self, pid: u16) -> u64 {
+        let root = self.root(pid);
+        if !self.pcid {
+            return root;
+        }
+        let tagged = root | (u64::from(pid) + 1);
+        if core::mem::take(&mut self.fresh[usize::from(pid)]) {
+            tagged
+        } else {
+            tagged | CR3_NO_FLUSH
+        }
     }
 
     /// The pool, for statistics.
@@ -271,6 +295,7 @@ impl Spaces for ArchSpaces {
 
     fn launch(&mut self, pid: u16, spec: &ProcessSpec) -> Result<Launch, LaunchError> {
         self.teardown(pid);
+        self.fresh[usize::from(pid)] = true;
         let launched = self.build(pid, spec);
         if launched.is_err() {
             self.teardown(pid);

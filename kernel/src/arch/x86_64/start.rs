@@ -352,8 +352,8 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
         stop(ExitCode::Success);
     }
     let pt_pages = tables.frames().len();
-    let spaces = super::spaces::ArchSpaces::new(tables.into_pool(), guards);
-    super::run::start(spaces, root, pt_pages)
+    let spaces = super::spaces::ArchSpaces::new(tables.into_pool(), guards, enabled.pcid);
+    super::run::start(root, pt_pages, spaces)
 }
 
 /// `mem.frame-pool`: the bitmaps agree with their counters, no frame of the kernel image is
