@@ -1,6 +1,8 @@
 //! `cargo xtask`: the BraiNIX build tool.
 //!
-//! - `cargo xtask build`: build the kernel images into `target/brainix/`.
+//! - `cargo xtask build`: check the system manifests (`system/*.toml`), build the user programs
+//!   they name, generate the kernel's system tables, and build the kernel images into
+//!   `target/brainix/`.
 //! - `cargo xtask qemu [--machine M] [--cpu C] [-- ARGS]`: build, then boot the release image.
 //! - `cargo xtask run`: the main job: build, then run every invariant plan through lab-runner on
 //!   the default QEMU board.
@@ -9,17 +11,43 @@
 //!
 //! Plain `std`: the build tool must build before anything else has.
 
+mod manifest;
+
 use brainix_testkit::Boot;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-/// The kernel images and the features each is built with.
-const IMAGES: &[(&str, &[&str])] = &[
-    ("brainix-kernel.elf", &[]),
-    ("brainix-kernel-test.elf", &["test-hooks"]),
-    ("brainix-kernel-multiboot.elf", &["multiboot"]),
+/// One kernel image: its file name, the features it is built with, and the system manifest
+/// (`system/<name>.toml`) compiled into it.
+struct KernelImage {
+    file: &'static str,
+    features: &'static [&'static str],
+    system: &'static str,
+}
+
+/// The kernel images.
+const IMAGES: &[KernelImage] = &[
+    KernelImage {
+        file: "brainix-kernel.elf",
+        features: &[],
+        system: "default",
+    },
+    KernelImage {
+        file: "brainix-kernel-test.elf",
+        features: &["test-hooks"],
+        system: "test",
+    },
+    KernelImage {
+        file: "brainix-kernel-multiboot.elf",
+        features: &["multiboot"],
+        system: "default",
+    },
 ];
+
+/// Where the user programs are built (one target directory: they share no features).
+const USER_TARGET_DIR: &str = "target/userland";
 
 const KERNEL_TARGET: &str = "x86_64-unknown-none";
 
@@ -78,14 +106,17 @@ fn status(cmd: &mut Command, what: &str) -> Result<(), String> {
     }
 }
 
-/// Builds every image, each in its own target directory so that features never mix.
+/// Builds every image, each in its own target directory so that features never mix, each with
+/// its system table.
 fn build() -> Result<PathBuf, String> {
     if std::env::var_os("RUSTFLAGS").is_some() {
         eprintln!("xtask: note: RUSTFLAGS is set; it is ignored for the kernel build");
     }
     let out = image_dir();
     std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
-    for (name, features) in IMAGES {
+    let systems = compile_systems(&out)?;
+    for image in IMAGES {
+        let name = image.file;
         let variant = name.trim_end_matches(".elf");
         let target_dir = workspace().join("target/kernel").join(variant);
         let mut cmd = cargo();
@@ -99,9 +130,10 @@ fn build() -> Result<PathBuf, String> {
             KERNEL_TARGET,
         ])
         .arg("--target-dir")
-        .arg(&target_dir);
-        if !features.is_empty() {
-            cmd.args(["--features", &features.join(",")]);
+        .arg(&target_dir)
+        .env("BRAINIX_SYSTEM_RS", &systems[image.system]);
+        if !image.features.is_empty() {
+            cmd.args(["--features", &image.features.join(",")]);
         }
         status(&mut cmd, &format!("building {name}"))?;
         let built = target_dir
@@ -112,6 +144,61 @@ fn build() -> Result<PathBuf, String> {
     }
     eprintln!("xtask: images in {}", out.display());
     Ok(out)
+}
+
+/// Checks every system manifest the images use, builds the programs they name, checks the
+/// programs against them, and writes `system-<name>.rs` into `out`. Returns the file per system.
+fn compile_systems(out: &Path) -> Result<BTreeMap<&'static str, PathBuf>, String> {
+    let names: BTreeSet<&'static str> = IMAGES.iter().map(|i| i.system).collect();
+    let mut systems = Vec::new();
+    for name in names {
+        let relative = PathBuf::from("system").join(format!("{name}.toml"));
+        let path = workspace().join(&relative);
+        let src = std::fs::read_to_string(&path)
+            .map_err(|e| format!("reading the system manifest {}: {e}", path.display()))?;
+        let system = manifest::check(&relative, &src).map_err(|e| e.to_string())?;
+        systems.push((name, system));
+    }
+    let packages: BTreeSet<&str> = systems
+        .iter()
+        .flat_map(|(_, s)| s.processes.iter().map(|p| p.package.as_str()))
+        .collect();
+    let mut cmd = cargo();
+    cmd.args(["build", "--quiet", "--release", "--target", KERNEL_TARGET])
+        .arg("--target-dir")
+        .arg(workspace().join(USER_TARGET_DIR));
+    for p in &packages {
+        cmd.args(["-p", p]);
+    }
+    status(&mut cmd, "building the user programs")?;
+    let bin_dir = workspace()
+        .join(USER_TARGET_DIR)
+        .join(KERNEL_TARGET)
+        .join("release");
+    let mut files = BTreeMap::new();
+    for (name, system) in systems {
+        let path_of = |p: &manifest::Process| bin_dir.join(&p.bin);
+        let read = |p: &manifest::Process| {
+            std::fs::read(path_of(p)).map_err(|e| {
+                format!(
+                    "cannot read program {} ({e}); expected package {:?} to build a binary {:?}",
+                    path_of(p).display(),
+                    p.package,
+                    p.bin
+                )
+            })
+        };
+        manifest::check_images(&system, &read).map_err(|e| e.to_string())?;
+        let images: Vec<PathBuf> = system.processes.iter().map(path_of).collect();
+        let text = manifest::generate(&system, &images);
+        let file = out.join(format!("system-{name}.rs"));
+        // Rewritten only when it changes, so that an unchanged system does not relink.
+        if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
+            std::fs::write(&file, text).map_err(|e| format!("writing {}: {e}", file.display()))?;
+        }
+        files.insert(name, file);
+    }
+    Ok(files)
 }
 
 /// Stops with the exact command to run when a tool the tests need is missing.

@@ -46,6 +46,12 @@ pub fn target() -> Handle {
     launch_handle(slots::TARGET)
 }
 
+/// Calls `endpoint` with an empty message: the attack is in the handle, not the message.
+pub fn call_empty(endpoint: Endpoint) -> Result<(), Error> {
+    let mut reply = brainix_abi::Message::new(0);
+    endpoint.call(&brainix_abi::Message::new(0), &[], &mut reply)
+}
+
 /// The result line for an outcome: refused with an error, or not refused.
 pub fn result_line(name: &str, outcome: Result<(), Error>) -> Buffer<96> {
     let mut line = Buffer::new();

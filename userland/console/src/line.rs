@@ -120,6 +120,35 @@ impl Queue {
     }
 }
 
+/// Who owns the line being printed. A client's output always starts on a line of its own: when
+/// another client left a line open, the console ends it first. So no client can finish, and
+/// thereby forge, a line another client began (a result line a test reads, or the prompt).
+pub struct Owner {
+    open: bool,
+    owner: u64,
+}
+
+impl Owner {
+    /// Nothing printed yet.
+    pub const fn new() -> Owner {
+        Owner {
+            open: false,
+            owner: 0,
+        }
+    }
+
+    /// Records that `owner` prints `bytes`; returns whether a line end must be printed first.
+    pub fn print(&mut self, owner: u64, bytes: &[u8]) -> bool {
+        let Some(&last) = bytes.last() else {
+            return false;
+        };
+        let break_first = self.open && self.owner != owner;
+        self.open = last != b'\n';
+        self.owner = owner;
+        break_first
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +205,20 @@ mod tests {
         assert_eq!(e.feed(b'\n'), Step::Line);
         e.clear();
         assert_eq!(e.line(), b"");
+    }
+
+    #[test]
+    fn another_client_cannot_continue_an_open_line() {
+        let mut o = Owner::new();
+        assert!(!o.print(2, b"brainix> "));
+        assert!(!o.print(2, b"ps"), "the same client goes on");
+        assert!(
+            o.print(5, b"ATTACK x REFUSED y\n"),
+            "a second client starts afresh"
+        );
+        assert!(!o.print(2, b"brainix> "), "the line was ended");
+        assert!(!o.print(2, b""), "nothing printed, nothing to end");
+        assert!(o.print(7, b"forged"));
     }
 
     #[test]

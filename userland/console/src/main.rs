@@ -4,7 +4,8 @@
 //! [`brainix_proto::console`]. It holds exactly: its endpoint (`RECEIVE`), the eight COM1 ports
 //! (read, write), IRQ 4 as notification bit [`IRQ_BIT`], and the kernel log (slot layout in
 //! [`brainix_proto::console::slots`]). It never blocks on a client: a reader's reply token is
-//! kept until its line is complete, while other clients are served.
+//! kept until its line is complete, while other clients are served. Each client's output starts
+//! on a line of its own (see [`line::Owner`]).
 //!
 //! Input arrives by interrupt (receive-data-available on the UART). The console also polls the
 //! line status every [`POLL_MS`] milliseconds, so typed input is never stranded if an interrupt
@@ -18,7 +19,7 @@ use brainix_proto::console::{IRQ_BIT, READ_LINE, WRITE, WRITE_MAX, slots};
 use brainix_proto::{OK, launch_handle, status_of};
 use brainix_rt::cap::{self, Result};
 use brainix_rt::{Endpoint, IoPorts, Irq, Received, ReplyToken};
-use line::{Editor, Queue, Step};
+use line::{Editor, Owner, Queue, Step};
 
 brainix_rt::entry!(run);
 
@@ -50,9 +51,14 @@ struct Console {
     irq: Irq,
     editor: Editor,
     queue: Queue,
-    /// The client waiting in `READ_LINE`, and whether it lent a buffer.
-    reader: Option<(ReplyToken, bool)>,
+    /// The client waiting in `READ_LINE`: its token, whether it lent a buffer, its badge.
+    reader: Option<(ReplyToken, bool, u64)>,
+    /// Whose line is open on the screen.
+    owner: Owner,
 }
+
+/// The owner of echoed input typed while nobody reads.
+const NO_READER: u64 = u64::MAX;
 
 fn run(_pid: u64) -> ! {
     let mut console = Console {
@@ -62,6 +68,7 @@ fn run(_pid: u64) -> ! {
         editor: Editor::new(),
         queue: Queue::new(),
         reader: None,
+        owner: Owner::new(),
     };
     // The kernel set the line up (115200 8N1, FIFOs on); the console adds the receive
     // interrupt: IER bit 0, and MCR OUT2, which gates the UART's interrupt onto the bus.
@@ -76,7 +83,11 @@ impl Console {
         let mut msg = Message::new(0);
         loop {
             match self.endpoint.recv(&mut msg, POLL_MS) {
-                Ok(Received::Message { token, leases, .. }) => self.request(token, leases, &msg),
+                Ok(Received::Message {
+                    token,
+                    badge,
+                    leases,
+                }) => self.request(token, badge, leases, &msg),
                 Ok(Received::Notification(bits)) => {
                     if bits & 1 << IRQ_BIT != 0 {
                         self.drain();
@@ -91,11 +102,11 @@ impl Console {
         }
     }
 
-    fn request(&mut self, token: ReplyToken, leases: u64, msg: &Message) {
+    fn request(&mut self, token: ReplyToken, badge: u64, leases: u64, msg: &Message) {
         match msg.label {
             WRITE => {
                 let mut reply = Message::new(OK);
-                match self.write_request(token, leases, msg) {
+                match self.write_request(token, badge, leases, msg) {
                     Ok(n) => reply.regs[0] = n,
                     Err(e) => reply.label = status_of(Err(e)),
                 }
@@ -104,7 +115,7 @@ impl Console {
             READ_LINE => {
                 // The newest reader wins: a reader that died (a restarted shell) must not lock
                 // its successor out. The one displaced is told so.
-                if let Some((old, _)) = self.reader.replace((token, leases > 0)) {
+                if let Some((old, _, _)) = self.reader.replace((token, leases > 0, badge)) {
                     let _ = cap::reply(old, &Message::new(status_of(Err(Error::Busy))));
                 }
                 self.deliver();
@@ -116,7 +127,13 @@ impl Console {
     }
 
     /// Prints a `WRITE`: from lease 0 when lent, else from the payload.
-    fn write_request(&mut self, token: ReplyToken, leases: u64, msg: &Message) -> Result<u64> {
+    fn write_request(
+        &mut self,
+        token: ReplyToken,
+        badge: u64,
+        leases: u64,
+        msg: &Message,
+    ) -> Result<u64> {
         let len = msg.regs[0];
         if len > WRITE_MAX {
             return Err(Error::OutOfRange);
@@ -124,7 +141,7 @@ impl Console {
         if leases == 0 {
             let data = msg.data().ok_or(Error::PayloadTooLarge)?;
             let data = data.get(..len as usize).ok_or(Error::OutOfRange)?;
-            self.put(data);
+            self.print(badge, data);
             return Ok(len);
         }
         let mut chunk = [0u8; 256];
@@ -135,7 +152,7 @@ impl Console {
             if got == 0 {
                 break;
             }
-            self.put(&chunk[..got.min(want)]);
+            self.print(badge, &chunk[..got.min(want)]);
             done += got as u64;
         }
         Ok(done)
@@ -145,12 +162,14 @@ impl Console {
     fn drain(&mut self) {
         while self.uart.inb(LSR).is_ok_and(|s| s & LSR_DATA_READY != 0) {
             let Ok(byte) = self.uart.inb(DATA) else { break };
+            // Echo belongs to the line of whoever reads it.
+            let owner = self.reader.map_or(NO_READER, |(_, _, badge)| badge);
             match self.editor.feed(byte) {
                 Step::Nothing => {}
-                Step::Echo(b) => self.put(&[b]),
-                Step::Erase => self.put(b"\x08 \x08"),
+                Step::Echo(b) => self.print(owner, &[b]),
+                Step::Erase => self.print(owner, b"\x08 \x08"),
                 Step::Line => {
-                    self.put(b"\r\n");
+                    self.print(owner, b"\r\n");
                     self.queue.push(self.editor.line());
                     self.editor.clear();
                     self.deliver();
@@ -161,7 +180,7 @@ impl Console {
 
     /// Hands the oldest queued line to the waiting reader, if both exist.
     fn deliver(&mut self) {
-        let (Some((token, leased)), Some(line)) = (self.reader, self.queue.front()) else {
+        let (Some((token, leased, _)), Some(line)) = (self.reader, self.queue.front()) else {
             return;
         };
         let mut reply = Message::new(OK);
@@ -181,6 +200,14 @@ impl Console {
         if cap::reply(token, &reply).is_ok() && written.is_ok() {
             self.queue.pop();
         }
+    }
+
+    /// Prints `owner`'s bytes, on a fresh line if another owner left one open.
+    fn print(&mut self, owner: u64, bytes: &[u8]) {
+        if self.owner.print(owner, bytes) {
+            self.put(b"\r\n");
+        }
+        self.put(bytes);
     }
 
     /// Writes bytes to COM1 as they are: each time the transmitter is empty, one FIFO's worth.

@@ -88,10 +88,10 @@ impl Init {
                 Ok(info) => self.say(format_args!(
                     "supervising {} (pid {pid}, {}, {})",
                     process::name(&info),
-                    if info.last_exit == u64::MAX {
-                        "launched"
-                    } else {
+                    if info.state == brainix_abi::ProcessState::Stopped as u64 {
                         "waiting to be started"
+                    } else {
+                        "launched"
                     },
                     if info.flags & brainix_abi::ProcessInfo::RESTARTABLE != 0 {
                         "restartable"

@@ -63,10 +63,16 @@ pub const fn launch_handle(slot: u16) -> Handle {
 /// | [`console::READ_LINE`] | lease 0 (needs [`brainix_abi::Lease::WRITE`]) receives the line when lent, else the reply payload does | status; `regs[0]` = line length, without the terminator |
 ///
 /// `READ_LINE` waits until a line is complete; the console keeps serving other clients meanwhile.
-/// Only one reader may wait at a time; a second gets [`Error::Busy`]. A line is at most
+/// One reader waits at a time: a new `READ_LINE` displaces the waiting one, which gets
+/// [`Error::Busy`] (so that a restarted shell is never locked out by its dead predecessor). A line is at most
 /// [`console::LINE_MAX`] bytes; CR or LF ends it (CR LF counts once); backspace (0x08) and DEL
 /// (0x7f) erase the last byte. Typed bytes are echoed. Lines typed while nobody reads wait in a
 /// queue of [`console::QUEUED_LINES`]; when it is full the oldest is dropped.
+///
+/// Clients are told apart by badge (the manifest compiler gives each sender a badge of its own).
+/// A client's output always starts on a line of its own: if another client left a line open
+/// (a prompt, say), the console ends it first. No client can complete, and so forge, a line
+/// that another began.
 pub mod console {
     /// Print bytes.
     pub const WRITE: u64 = 1;

@@ -2,7 +2,6 @@
 //! (the test system declares it and never starts it). Expected: peer-dead.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-use brainix_abi::Message;
 use brainix_rt::Endpoint;
 
 brainix_rt::entry!(run);
@@ -10,7 +9,6 @@ brainix_rt::entry!(run);
 fn run(_pid: u64) -> ! {
     brainix_attacks::setup();
     let victim = Endpoint(brainix_attacks::target());
-    let mut reply = Message::new(0);
-    let outcome = victim.call(&Message::new(0), &[], &mut reply);
+    let outcome = brainix_attacks::call_empty(victim);
     brainix_attacks::finish("dead-endpoint", outcome)
 }

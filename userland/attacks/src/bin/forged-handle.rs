@@ -2,7 +2,7 @@
 //! Expected: bad-handle.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-use brainix_abi::{Handle, Message};
+use brainix_abi::Handle;
 use brainix_rt::Endpoint;
 
 brainix_rt::entry!(run);
@@ -13,7 +13,6 @@ const NEVER_GIVEN: u16 = 17;
 fn run(_pid: u64) -> ! {
     brainix_attacks::setup();
     let forged = Endpoint(Handle::new(NEVER_GIVEN, 1));
-    let mut reply = Message::new(0);
-    let outcome = forged.call(&Message::new(0), &[], &mut reply);
+    let outcome = brainix_attacks::call_empty(forged);
     brainix_attacks::finish("forged-handle", outcome)
 }

@@ -2,7 +2,6 @@
 //! Expected: stale-handle.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-use brainix_abi::Message;
 use brainix_rt::{Endpoint, cap};
 
 brainix_rt::entry!(run);
@@ -15,7 +14,6 @@ fn run(_pid: u64) -> ! {
         brainix_rt::println!("ATTACK stale-handle SETUP-FAILED {}", e.name());
         cap::exit(2);
     }
-    let mut reply = Message::new(0);
-    let outcome = Endpoint(handle).call(&Message::new(0), &[], &mut reply);
+    let outcome = brainix_attacks::call_empty(Endpoint(handle));
     brainix_attacks::finish("stale-handle", outcome)
 }

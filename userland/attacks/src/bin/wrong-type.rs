@@ -1,7 +1,6 @@
 //! wrong-type: uses its I/O-port capability (slot 1) as an endpoint. Expected: wrong-type.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-use brainix_abi::Message;
 use brainix_rt::Endpoint;
 
 brainix_rt::entry!(run);
@@ -9,7 +8,6 @@ brainix_rt::entry!(run);
 fn run(_pid: u64) -> ! {
     brainix_attacks::setup();
     let ports_as_endpoint = Endpoint(brainix_attacks::target());
-    let mut reply = Message::new(0);
-    let outcome = ports_as_endpoint.call(&Message::new(0), &[], &mut reply);
+    let outcome = brainix_attacks::call_empty(ports_as_endpoint);
     brainix_attacks::finish("wrong-type", outcome)
 }

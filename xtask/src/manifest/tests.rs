@@ -1,0 +1,512 @@
+//! One test per kind of complaint, each checking the line and the words, plus systems that pass.
+
+use super::*;
+
+const GOOD: &str = r#"name = "t"
+
+[[endpoint]]
+name = "svc"
+
+[[process]]
+name = "server"
+program = "p"
+priority = 1
+memory_pages = 64
+stack_pages = 4
+caps = [
+  { type = "endpoint", endpoint = "svc", rights = ["receive"] },
+  { type = "irq", line = 4, bit = 0 },
+  { type = "io-ports", base = 0x3f8, count = 8, rights = ["read", "write"] },
+]
+
+[[process]]
+name = "client"
+program = "p"
+bin = "client-bin"
+priority = 2
+memory_pages = 64
+stack_pages = 4
+start = false
+restartable = true
+caps = [
+  { type = "endpoint", endpoint = "svc", rights = ["send"], badge = 7 },
+  { type = "log" },
+  { type = "audit-read" },
+  { type = "process-control", process = "server" },
+]
+"#;
+
+fn file() -> &'static Path {
+    Path::new("system/t.toml")
+}
+
+/// The 1-based line of the first line containing `needle`.
+fn line(src: &str, needle: &str) -> usize {
+    src.lines().position(|l| l.contains(needle)).expect(needle) + 1
+}
+
+/// Asserts `src` is refused with a complaint on `at` (a line number) containing every word.
+#[track_caller]
+fn refused(src: &str, at: usize, words: &[&str]) {
+    let errors = check(file(), src).expect_err("should be refused").0;
+    let hit = errors
+        .iter()
+        .find(|d| d.line == at && words.iter().all(|w| d.message.contains(w)));
+    assert!(
+        hit.is_some(),
+        "no complaint on line {at} with {words:?}; got:\n{}",
+        Errors(errors)
+    );
+    let text = hit.unwrap().to_string();
+    assert!(text.starts_with(&format!("system/t.toml:{at}: ")), "{text}");
+}
+
+fn replace(from: &str, to: &str) -> String {
+    assert!(GOOD.contains(from), "{from}");
+    GOOD.replacen(from, to, 1)
+}
+
+/// A process that adds nothing but its name.
+fn extra_process(name: &str) -> String {
+    format!(
+        "\n[[process]]\nname = \"{name}\"\nprogram = \"p\"\npriority = 3\nmemory_pages = 64\nstack_pages = 1\n"
+    )
+}
+
+#[test]
+fn a_good_system_passes_and_resolves_everything() {
+    let system = check(file(), GOOD).unwrap();
+    assert_eq!(system.endpoints, ["svc"]);
+    let [server, client] = &system.processes[..] else {
+        panic!()
+    };
+    assert_eq!(
+        server.caps,
+        [
+            Cap::Endpoint {
+                endpoint: 0,
+                rights: rights::RECEIVE,
+                badge: 0
+            },
+            Cap::Irq { line: 4, bit: 0 },
+            Cap::IoPorts {
+                base: 0x3f8,
+                count: 8,
+                rights: rights::READ | rights::WRITE
+            },
+        ]
+    );
+    assert_eq!(
+        (server.bin.as_str(), server.start, server.restartable),
+        ("p", true, false)
+    );
+    assert_eq!(
+        (client.bin.as_str(), client.start, client.restartable),
+        ("client-bin", false, true)
+    );
+    assert_eq!(client.caps[3], Cap::ProcessControl { pid: 0 });
+    let text = generate(
+        &system,
+        &[PathBuf::from("/a/server"), PathBuf::from("/a/client")],
+    );
+    assert!(text.contains("image: include_bytes!(\"/a/client\")"));
+    assert!(text.contains(
+        "crate::manifest::CapSpec::Endpoint { endpoint: 0, rights: brainix_abi::rights::SEND, badge: 7 }, // slot 0"
+    ));
+    assert!(text.contains("IoPorts { base: 0x3f8, count: 8, rights: brainix_abi::rights::READ | brainix_abi::rights::WRITE }"));
+    assert!(text.contains("endpoints: 1,"));
+}
+
+#[test]
+fn the_shipped_systems_pass() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system");
+    for name in ["default.toml", "test.toml"] {
+        let path = root.join(name);
+        let src = std::fs::read_to_string(&path).unwrap();
+        if let Err(e) = check(&path, &src) {
+            panic!("{e}");
+        }
+    }
+}
+
+#[test]
+fn toml_syntax_errors_name_the_line() {
+    let src = replace("priority = 2", "priority = = 2");
+    refused(
+        &src,
+        line(GOOD, "priority = 2"),
+        &["not a valid system manifest"],
+    );
+}
+
+#[test]
+fn unknown_fields_are_refused() {
+    let src = replace(
+        "stack_pages = 4\nstart",
+        "stack_pages = 4\nheap_pages = 9\nstart",
+    );
+    refused(
+        &src,
+        line(&src, "heap_pages"),
+        &["unknown field", "heap_pages"],
+    );
+}
+
+#[test]
+fn duplicate_process_names() {
+    let src = format!("{GOOD}{}", extra_process("server"));
+    refused(
+        &src,
+        src.lines().count() - 4,
+        &["process \"server\" is declared twice", "unique"],
+    );
+}
+
+#[test]
+fn duplicate_endpoint_names() {
+    let src = replace(
+        "[[endpoint]]\nname = \"svc\"\n",
+        "[[endpoint]]\nname = \"svc\"\n[[endpoint]]\nname = \"svc\"\n",
+    );
+    refused(&src, 6, &["endpoint \"svc\" is declared twice"]);
+}
+
+#[test]
+fn undeclared_endpoints() {
+    let src = replace(
+        "endpoint = \"svc\", rights = [\"send\"]",
+        "endpoint = \"nope\", rights = [\"send\"]",
+    );
+    refused(
+        &src,
+        line(&src, "nope"),
+        &[
+            "endpoint \"nope\" is not declared",
+            "expected an [[endpoint]]",
+        ],
+    );
+}
+
+#[test]
+fn an_endpoint_without_a_receiver() {
+    let src = replace("rights = [\"receive\"]", "rights = [\"send\"]");
+    refused(
+        &src,
+        line(GOOD, "name = \"svc\""),
+        &["has no receiver", "exactly one"],
+    );
+}
+
+#[test]
+fn two_senders_with_one_badge() {
+    // The server (pid 0) sends too, with the default badge 0; the client claims 0 as well.
+    let src = replace("rights = [\"receive\"]", "rights = [\"receive\", \"send\"]");
+    let src = src.replacen("badge = 7", "badge = 0", 1);
+    refused(
+        &src,
+        line(&src, "badge = 0"),
+        &[
+            "sends on endpoint \"svc\" with badge 0, as \"server\" does",
+            "a badge of its own",
+        ],
+    );
+    let src = replace("badge = 7", "badge = 1");
+    assert!(check(file(), &src).is_ok(), "different badges are fine");
+}
+
+#[test]
+fn an_endpoint_with_two_receivers() {
+    let src = replace(
+        "rights = [\"send\"], badge = 7",
+        "rights = [\"send\", \"receive\"]",
+    );
+    refused(
+        &src,
+        line(GOOD, "name = \"svc\""),
+        &["received by \"server\" and \"client\"", "exactly one"],
+    );
+}
+
+#[test]
+fn rights_that_do_not_fit_the_type() {
+    let src = replace("rights = [\"send\"]", "rights = [\"write\"]");
+    refused(
+        &src,
+        line(&src, "rights = [\"write\"]"),
+        &["\"write\" is not a right of endpoint capabilities", "send"],
+    );
+    let src = replace(
+        "rights = [\"read\", \"write\"]",
+        "rights = [\"read\", \"receive\"]",
+    );
+    refused(
+        &src,
+        line(&src, "\"read\", \"receive\"]"),
+        &["not a right of io-ports capabilities"],
+    );
+    let src = replace("rights = [\"read\", \"write\"]", "rights = []");
+    refused(
+        &src,
+        line(&src, "rights = []"),
+        &["need at least one right"],
+    );
+}
+
+#[test]
+fn fields_that_do_not_fit_the_type_or_are_missing() {
+    let src = replace("{ type = \"log\" }", "{ type = \"log\", line = 3 }");
+    refused(
+        &src,
+        line(&src, "line = 3"),
+        &["log capabilities take no \"line\""],
+    );
+    let src = replace(
+        "{ type = \"irq\", line = 4, bit = 0 }",
+        "{ type = \"irq\", line = 4 }",
+    );
+    refused(
+        &src,
+        line(&src, "line = 4 }"),
+        &["irq capabilities need \"bit\""],
+    );
+    let src = replace("{ type = \"audit-read\" }", "{ type = \"spawn\" }");
+    refused(
+        &src,
+        line(&src, "spawn"),
+        &["unknown capability type \"spawn\"", "expected one of"],
+    );
+}
+
+#[test]
+fn priority_out_of_range() {
+    let src = replace("priority = 2", "priority = 8");
+    refused(
+        &src,
+        line(GOOD, "priority = 2"),
+        &["priority = 8 is out of range", "expected 0 to 7"],
+    );
+    let src = replace("priority = 2", "priority = -1");
+    refused(
+        &src,
+        line(GOOD, "priority = 2"),
+        &["priority = -1 is out of range"],
+    );
+}
+
+#[test]
+fn stack_and_memory_out_of_range() {
+    let src = replace("stack_pages = 4\nstart", "stack_pages = 0\nstart");
+    refused(
+        &src,
+        line(&src, "stack_pages = 0"),
+        &["stack_pages = 0 is out of range", "expected 1 to 256"],
+    );
+    let src = replace(
+        "memory_pages = 64\nstack_pages = 4\nstart",
+        "memory_pages = 0\nstack_pages = 4\nstart",
+    );
+    refused(
+        &src,
+        line(&src, "memory_pages = 0"),
+        &["memory_pages = 0 is out of range"],
+    );
+}
+
+#[test]
+fn too_many_processes() {
+    let mut src = GOOD.to_string();
+    for i in 0..limits::MAX_PROCESSES - 1 {
+        src += &extra_process(&format!("p{i}"));
+    }
+    // Process number 17 is the one refused.
+    refused(
+        &src,
+        line(&src, "name = \"p14\"") - 1,
+        &["one too many", "at most 16 processes"],
+    );
+}
+
+#[test]
+fn too_many_capabilities() {
+    let caps = "  { type = \"log\" },\n".repeat(limits::MAX_CAPS - 3);
+    let src = replace(
+        "  { type = \"log\" },\n",
+        &format!("  {{ type = \"log\" }},\n{caps}"),
+    );
+    // The complaint stands on the client's `caps = [` line.
+    refused(
+        &src,
+        line(&src, "bin = \"client-bin\"") + 6,
+        &["has 33 capabilities", "at most 32"],
+    );
+}
+
+#[test]
+fn too_many_endpoints() {
+    let mut extra = String::new();
+    let mut caps = String::new();
+    for i in 0..limits::MAX_ENDPOINTS {
+        extra += &format!("[[endpoint]]\nname = \"e{i}\"\n");
+        caps +=
+            &format!("  {{ type = \"endpoint\", endpoint = \"e{i}\", rights = [\"receive\"] }},\n");
+    }
+    let src = replace(
+        "[[process]]\nname = \"server\"",
+        &format!("{extra}\n[[process]]\nname = \"server\""),
+    );
+    let src = src.replacen(
+        "  { type = \"irq\"",
+        &format!("{caps}  {{ type = \"irq\""),
+        1,
+    );
+    refused(
+        &src,
+        line(&src, "name = \"e63\"") - 1,
+        &["one too many", "at most 64 endpoints"],
+    );
+}
+
+#[test]
+fn irq_lines_and_bits() {
+    let src = replace("line = 4, bit = 0", "line = 24, bit = 0");
+    refused(
+        &src,
+        line(&src, "line = 24"),
+        &["line = 24 is out of range", "expected 0 to 23"],
+    );
+    let src = replace("line = 4, bit = 0", "line = 4, bit = 31");
+    refused(
+        &src,
+        line(&src, "bit = 31"),
+        &["bit = 31 is out of range", "expected 0 to 30"],
+    );
+    let two = "{ type = \"irq\", line = 4, bit = 0 },\n  { type = \"irq\", line = 4, bit = 0 },";
+    let src = replace("{ type = \"irq\", line = 4, bit = 0 },", two);
+    let at = line(&src, "line = 4") + 1;
+    refused(&src, at, &["holds IRQ line 4 twice"]);
+    let two = "{ type = \"irq\", line = 4, bit = 0 },\n  { type = \"irq\", line = 3, bit = 0 },";
+    let src = replace("{ type = \"irq\", line = 4, bit = 0 },", two);
+    refused(
+        &src,
+        line(&src, "line = 3"),
+        &["uses notification bit 0 twice"],
+    );
+    let src = replace(
+        "{ type = \"log\" }",
+        "{ type = \"irq\", line = 4, bit = 1 }",
+    );
+    refused(
+        &src,
+        line(&src, "bit = 1"),
+        &["IRQ line 4 is given to both \"server\" and \"client\""],
+    );
+}
+
+#[test]
+fn process_control_targets() {
+    let src = replace("process = \"server\"", "process = \"ghost\"");
+    refused(
+        &src,
+        line(&src, "ghost"),
+        &["process-control of \"ghost\", which is not declared"],
+    );
+    let src = replace("process = \"server\"", "process = \"client\"");
+    refused(
+        &src,
+        line(&src, "process = \"client\""),
+        &["given control of itself"],
+    );
+}
+
+#[test]
+fn names_and_port_ranges() {
+    let long = "x".repeat(33);
+    let src = replace("name = \"client\"", &format!("name = \"{long}\""));
+    refused(
+        &src,
+        line(&src, &long),
+        &["is 33 bytes", "expected 1 to 32"],
+    );
+    let src = replace("name = \"client\"", "name = \"cli ent\"");
+    refused(&src, line(&src, "cli ent"), &["other characters"]);
+    let src = replace("base = 0x3f8, count = 8", "base = 0xfffc, count = 8");
+    refused(&src, line(&src, "0xfffc"), &["run past 0xffff"]);
+}
+
+/// A minimal ELF with `(vaddr, mem_len, flags)` segments and entry at the first one.
+fn elf(segments: &[(u64, u64, u32)]) -> Vec<u8> {
+    let mut d = vec![0u8; 64 + 56 * segments.len()];
+    d[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+    d[16..18].copy_from_slice(&2u16.to_le_bytes());
+    d[18..20].copy_from_slice(&62u16.to_le_bytes());
+    d[24..32].copy_from_slice(&segments[0].0.to_le_bytes());
+    d[32..40].copy_from_slice(&64u64.to_le_bytes());
+    d[54..56].copy_from_slice(&56u16.to_le_bytes());
+    d[56..58].copy_from_slice(&(segments.len() as u16).to_le_bytes());
+    for (i, &(vaddr, len, flags)) in segments.iter().enumerate() {
+        let o = 64 + 56 * i;
+        d[o..o + 4].copy_from_slice(&1u32.to_le_bytes());
+        d[o + 4..o + 8].copy_from_slice(&flags.to_le_bytes());
+        d[o + 16..o + 24].copy_from_slice(&vaddr.to_le_bytes());
+        d[o + 40..o + 48].copy_from_slice(&len.to_le_bytes());
+    }
+    d
+}
+
+const RX: u32 = 5;
+const RW: u32 = 6;
+const RWX: u32 = 7;
+
+#[test]
+fn images_that_fit_pass() {
+    let system = check(file(), GOOD).unwrap();
+    let small = elf(&[(0x40_0000, 0x3000, RX), (0x40_3000, 0x2000, RW)]);
+    check_images(&system, &|_| Ok(small.clone())).unwrap();
+}
+
+#[test]
+fn a_budget_too_small_for_the_image() {
+    let src = replace(
+        "memory_pages = 64\nstack_pages = 4\nstart",
+        "memory_pages = 20\nstack_pages = 4\nstart",
+    );
+    let system = check(file(), &src).unwrap();
+    // 8 image pages + 4 stack + 5 fixed + 6 tables = 23.
+    let image = elf(&[(0x40_0000, 0x3000, RX), (0x40_3000, 0x5000, RW)]);
+    let errors = check_images(&system, &|_| Ok(image.clone())).unwrap_err().0;
+    assert_eq!(errors.len(), 1, "{}", Errors(errors));
+    assert_eq!(errors[0].line, line(&src, "memory_pages = 20"));
+    assert!(
+        errors[0].message.contains(
+            "memory_pages = 20 is too small; expected at least 23 (8 for the image, 4 for the stack, 11 for page tables)"
+        ),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn images_that_break_w_xor_x_or_cannot_be_read_are_refused() {
+    let system = check(file(), GOOD).unwrap();
+    let wx = elf(&[(0x40_0000, 0x1000, RWX)]);
+    let errors = check_images(&system, &|_| Ok(wx.clone())).unwrap_err().0;
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0].line, line(GOOD, "program = \"p\""));
+    assert!(
+        errors[0]
+            .message
+            .contains("is refused: segment at 0x400000 is writable and executable"),
+        "{}",
+        errors[0]
+    );
+    let errors = check_images(&system, &|p| Err(format!("no binary {}", p.bin)))
+        .unwrap_err()
+        .0;
+    assert!(
+        errors[1]
+            .message
+            .contains("process \"client\": no binary client-bin"),
+        "{}",
+        errors[1]
+    );
+}
