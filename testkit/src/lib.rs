@@ -269,6 +269,17 @@ impl Session {
         String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
     }
 
+    /// What the console shows so far, as an [`Outcome`] of a boot that is still running.
+    pub fn outcome(&self) -> Outcome {
+        Outcome {
+            status: None,
+            serial: self.console(),
+            stderr: String::new(),
+            timed_out: false,
+            elapsed: self.started.elapsed(),
+        }
+    }
+
     /// Time since QEMU started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
