@@ -92,7 +92,7 @@ impl Shell {
             Command::IpcBench => self.ipc_bench(),
             Command::Kill(pid) => match self.ask(supervisor::KILL, pid) {
                 Ok(_) => println!("stopped pid {pid}"),
-                Err(e) => println!("error: kill {pid}: {}", e.name()),
+                Err(e) => println!("error: kill {pid}: {}{}", e.name(), unsupervised(e)),
             },
             Command::Start(target) => self.start(target),
         }
@@ -153,7 +153,12 @@ impl Shell {
                 "started {} (pid {pid}, generation {generation})",
                 show::name(&info)
             ),
-            Err(e) => println!("error: start {}: {}", show::name(&info), e.name()),
+            Err(e) => println!(
+                "error: start {}: {}{}",
+                show::name(&info),
+                e.name(),
+                unsupervised(e)
+            ),
         }
     }
 
@@ -175,6 +180,14 @@ impl Shell {
             (Err(e), _) => println!("error: ipc-bench: null system call: {}", e.name()),
             (_, Err(e)) => println!("error: ipc-bench: call to echo: {}", e.name()),
         }
+    }
+}
+
+/// The supervisor's `out-of-range`, explained.
+fn unsupervised(e: Error) -> &'static str {
+    match e {
+        Error::OutOfRange => " (the supervisor holds no control of that process)",
+        _ => "",
     }
 }
 

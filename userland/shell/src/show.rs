@@ -99,16 +99,16 @@ impl fmt::Display for CapRow<'_> {
         let kind = CapType::from_number(c.kind);
         write!(
             f,
-            "slot {:<2} {:<15} {:<20} ",
+            "slot {:<2} {:<15} {:<20}",
             self.slot,
             kind.map_or("?", CapType::name),
             Rights(c.rights)
         )?;
         match kind {
-            Some(CapType::Endpoint) => write!(f, "endpoint {} badge {}", c.b, c.a)?,
-            Some(CapType::IoPorts) => write!(f, "ports {:#x}+{}", c.a, c.b)?,
-            Some(CapType::Irq) => write!(f, "line {}", c.a)?,
-            Some(CapType::ProcessControl) => write!(f, "pid {}", c.a)?,
+            Some(CapType::Endpoint) => write!(f, " endpoint {} badge {}", c.b, c.a)?,
+            Some(CapType::IoPorts) => write!(f, " ports {:#x}+{}", c.a, c.b)?,
+            Some(CapType::Irq) => write!(f, " line {}", c.a)?,
+            Some(CapType::ProcessControl) => write!(f, " pid {}", c.a)?,
             _ => {}
         }
         write!(f, " gen {}", c.generation)
@@ -188,6 +188,21 @@ mod tests {
         assert_eq!(
             CapRow { slot: 1, cap: &cap }.to_string(),
             "slot 1  io-ports        read|write           ports 0x3f8+8 gen 1"
+        );
+    }
+
+    #[test]
+    fn caps_without_detail_have_single_spaces() {
+        let cap = CapInfo {
+            kind: CapType::AuditRead as u64,
+            rights: rights::READ,
+            a: 0,
+            b: 0,
+            generation: 1,
+        };
+        assert_eq!(
+            CapRow { slot: 2, cap: &cap }.to_string(),
+            "slot 2  audit-read      read                 gen 1"
         );
     }
 
