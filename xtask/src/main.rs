@@ -159,6 +159,17 @@ fn compile_systems(out: &Path) -> Result<BTreeMap<&'static str, PathBuf>, String
         let system = manifest::check(&relative, &src).map_err(|e| e.to_string())?;
         systems.push((name, system));
     }
+    let catalog = workspace_programs()?;
+    for (_, system) in &systems {
+        manifest::check_programs(system, &catalog).map_err(|e| e.to_string())?;
+        eprintln!(
+            "xtask: system {:?} ({}): {} processes, {} endpoints",
+            system.name,
+            system.file.display(),
+            system.processes.len(),
+            system.endpoints.len()
+        );
+    }
     let packages: BTreeSet<&str> = systems
         .iter()
         .flat_map(|(_, s)| s.processes.iter().map(|p| p.package.as_str()))
@@ -199,6 +210,40 @@ fn compile_systems(out: &Path) -> Result<BTreeMap<&'static str, PathBuf>, String
         files.insert(name, file);
     }
     Ok(files)
+}
+
+/// Every workspace package with binaries, and their names, from `cargo metadata`.
+fn workspace_programs() -> Result<manifest::Catalog, String> {
+    let output = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .map_err(|e| format!("cargo metadata: cannot start: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("cargo metadata: unreadable output: {e}"))?;
+    let mut catalog = manifest::Catalog::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let bins: Vec<String> = package["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| {
+                t["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == "bin"))
+            })
+            .filter_map(|t| t["name"].as_str().map(String::from))
+            .collect();
+        if let (Some(name), false) = (package["name"].as_str(), bins.is_empty()) {
+            catalog.insert(name.to_string(), bins);
+        }
+    }
+    Ok(catalog)
 }
 
 /// Stops with the exact command to run when a tool the tests need is missing.

@@ -657,6 +657,39 @@ fn check_cap(
     }
 }
 
+/// The workspace's programs: package name to the names of its binaries.
+pub type Catalog = BTreeMap<String, Vec<String>>;
+
+/// Checks that each process names a package of the workspace and a binary it builds.
+pub fn check_programs(system: &System, catalog: &Catalog) -> Result<(), Errors> {
+    let mut errors = Vec::new();
+    for p in &system.processes {
+        let message = match catalog.get(&p.package) {
+            None => format!(
+                "process {:?}: program {:?} is not a package of the workspace with binaries; expected one of {:?}",
+                p.name,
+                p.package,
+                catalog.keys().collect::<Vec<_>>()
+            ),
+            Some(bins) if !bins.contains(&p.bin) => format!(
+                "process {:?}: package {:?} has no binary {:?}; expected `bin` to be one of {bins:?}",
+                p.name, p.package, p.bin
+            ),
+            Some(_) => continue,
+        };
+        errors.push(Diagnostic {
+            file: system.file.clone(),
+            line: p.program_line,
+            message,
+        });
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Errors(errors))
+    }
+}
+
 /// Checks each process's program image against the kernel's ELF rules and the process's memory
 /// budget. `image` reads the bytes of a binary.
 pub fn check_images(

@@ -510,3 +510,30 @@ fn images_that_break_w_xor_x_or_cannot_be_read_are_refused() {
         errors[1]
     );
 }
+
+#[test]
+fn programs_must_be_workspace_packages_with_that_binary() {
+    let system = check(file(), GOOD).unwrap();
+    let mut catalog = Catalog::new();
+    catalog.insert("p".into(), vec!["p".into(), "client-bin".into()]);
+    check_programs(&system, &catalog).unwrap();
+    catalog.insert("p".into(), vec!["p".into()]);
+    let errors = check_programs(&system, &catalog).unwrap_err().0;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].line, line(GOOD, "bin = \"client-bin\"") - 1);
+    assert!(
+        errors[0]
+            .message
+            .contains("package \"p\" has no binary \"client-bin\""),
+        "{}",
+        errors[0]
+    );
+    let errors = check_programs(&system, &Catalog::new()).unwrap_err().0;
+    assert!(
+        errors[0]
+            .message
+            .contains("program \"p\" is not a package of the workspace"),
+        "{}",
+        errors[0]
+    );
+}
