@@ -129,6 +129,127 @@ fn the_shipped_systems_pass() {
     }
 }
 
+/// The capability a program expects at a slot, as its `brainix_proto` module names it.
+#[derive(Debug)]
+enum Expect {
+    Endpoint(&'static str, u64),
+    IoPorts(u16, u16, u64),
+    Irq(u8, u8),
+    ProcessControl,
+    AuditRead,
+    Log,
+}
+
+fn matches(system: &System, cap: &Cap, want: &Expect) -> bool {
+    match (*cap, want) {
+        (
+            Cap::Endpoint {
+                endpoint, rights, ..
+            },
+            Expect::Endpoint(name, r),
+        ) => system.endpoints[usize::from(endpoint)] == *name && rights == *r,
+        (
+            Cap::IoPorts {
+                base,
+                count,
+                rights,
+            },
+            &Expect::IoPorts(b, c, r),
+        ) => (base, count, rights) == (b, c, r),
+        (Cap::Irq { line, bit }, &Expect::Irq(l, b)) => (line, bit) == (l, b),
+        (Cap::ProcessControl { .. }, Expect::ProcessControl) => true,
+        (Cap::AuditRead, Expect::AuditRead) => true,
+        (Cap::Log, Expect::Log) => true,
+        _ => false,
+    }
+}
+
+#[test]
+fn the_shipped_systems_give_each_program_the_slots_it_opens() {
+    use brainix_proto::{attack, console, echo, shell, supervisor};
+    let (send, receive) = (rights::SEND, rights::RECEIVE);
+    let rw = rights::READ | rights::WRITE;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system");
+    for name in ["default.toml", "test.toml"] {
+        let path = root.join(name);
+        let system = check(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        for p in &system.processes {
+            let layout: Vec<(u16, Expect)> = match p.package.as_str() {
+                "brainix-init" => {
+                    let mut l = vec![
+                        (supervisor::slots::LOG, Expect::Log),
+                        (supervisor::slots::AUDIT, Expect::AuditRead),
+                        (
+                            supervisor::slots::ENDPOINT,
+                            Expect::Endpoint("supervisor", receive),
+                        ),
+                    ];
+                    for slot in supervisor::slots::FIRST_CONTROL..p.caps.len() as u16 {
+                        l.push((slot, Expect::ProcessControl));
+                    }
+                    l
+                }
+                "brainix-console" => vec![
+                    (
+                        console::slots::ENDPOINT,
+                        Expect::Endpoint("console", receive),
+                    ),
+                    (console::slots::COM1, Expect::IoPorts(0x3f8, 8, rw)),
+                    (console::slots::IRQ, Expect::Irq(4, console::IRQ_BIT)),
+                    (console::slots::LOG, Expect::Log),
+                ],
+                "brainix-shell" => vec![
+                    (shell::slots::CONSOLE, Expect::Endpoint("console", send)),
+                    (
+                        shell::slots::SUPERVISOR,
+                        Expect::Endpoint("supervisor", send),
+                    ),
+                    (shell::slots::AUDIT, Expect::AuditRead),
+                    (shell::slots::ECHO, Expect::Endpoint("echo", send)),
+                ],
+                "brainix-echo" => {
+                    let Cap::Endpoint { endpoint, .. } = p.caps[0] else {
+                        panic!("{}: slot 0 is not an endpoint", p.name)
+                    };
+                    let served = system.endpoints[usize::from(endpoint)].as_str();
+                    let served: &'static str = if served == "echo" { "echo" } else { "victim" };
+                    vec![(echo::slots::ENDPOINT, Expect::Endpoint(served, receive))]
+                }
+                "brainix-attacks" => {
+                    let mut l = vec![(attack::slots::CONSOLE, Expect::Endpoint("console", send))];
+                    let target = match p.bin.as_str() {
+                        "stale-handle" | "missing-right" | "oversize-payload" | "kernel-read"
+                        | "kernel-write" => Some(Expect::Endpoint("echo", send)),
+                        "wrong-type" => Some(Expect::IoPorts(0x80, 1, rights::READ)),
+                        "dead-endpoint" => Some(Expect::Endpoint("victim", send)),
+                        "forged-handle" | "bad-lease" | "write-text" | "exec-stack" => None,
+                        other => panic!("{name}: no slot layout known for attack {other}"),
+                    };
+                    l.extend(target.map(|t| (attack::slots::TARGET, t)));
+                    l
+                }
+                other => panic!("{name}: no slot layout known for {other}"),
+            };
+            for (slot, want) in &layout {
+                let cap = p.caps.get(usize::from(*slot));
+                assert!(
+                    cap.is_some_and(|c| matches(&system, c, want)),
+                    "{name}: {} slot {slot}: expected {want:?}, manifest has {cap:?}",
+                    p.name
+                );
+            }
+            if p.package != "brainix-attacks" {
+                assert_eq!(
+                    p.caps.len(),
+                    layout.len(),
+                    "{name}: {} has extra capabilities",
+                    p.name
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn toml_syntax_errors_name_the_line() {
     let src = replace("priority = 2", "priority = = 2");
