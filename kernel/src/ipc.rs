@@ -50,30 +50,28 @@ impl<S: Spaces, M: Machine> System<S, M> {
         }
     }
 
-    /// Reads a message header and payload from `pid`'s memory.
+    /// Reads a message from `pid`'s memory: the whole `Message` at `addr` must be readable, and
+    /// its `len` at most [`MAX_PAYLOAD`].
     fn read_message(&self, pid: u16, addr: u64) -> Result<Message, Error> {
-        let mut msg = Message::new(0);
-        let mut head = [0u8; Message::HEADER];
-        self.spaces.read(pid, addr, &mut head)?;
+        let mut raw = [0u8; core::mem::size_of::<Message>()];
+        self.spaces.read(pid, addr, &mut raw)?;
         let word =
-            |i: usize| u64::from_le_bytes(head[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-        msg.label = word(0);
+            |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        let mut msg = Message::new(word(0));
         for (i, r) in msg.regs.iter_mut().enumerate() {
             *r = word(1 + i);
         }
         msg.len = word(5);
-        let len = usize::try_from(msg.len)
-            .ok()
-            .filter(|&l| l <= MAX_PAYLOAD)
-            .ok_or(Error::PayloadTooLarge)?;
-        self.spaces
-            .read(pid, addr + Message::HEADER as u64, &mut msg.payload[..len])?;
+        if msg.len > MAX_PAYLOAD as u64 {
+            return Err(Error::PayloadTooLarge);
+        }
+        msg.payload.copy_from_slice(&raw[Message::HEADER..]);
         Ok(msg)
     }
 
-    /// Writes a message (header and used payload) into `pid`'s memory.
+    /// Writes a message (header and used payload, in one copy) into `pid`'s memory.
     fn write_message(&mut self, pid: u16, addr: u64, msg: &Message) -> Result<(), Error> {
-        let mut head = [0u8; Message::HEADER];
+        let mut raw = [0u8; core::mem::size_of::<Message>()];
         let words = [
             msg.label,
             msg.regs[0],
@@ -83,19 +81,17 @@ impl<S: Spaces, M: Machine> System<S, M> {
             msg.len,
         ];
         for (i, w) in words.iter().enumerate() {
-            head[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+            raw[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
         }
-        self.spaces.write(pid, addr, &head)?;
         let len = (msg.len as usize).min(MAX_PAYLOAD);
-        self.spaces
-            .write(pid, addr + Message::HEADER as u64, &msg.payload[..len])
+        raw[Message::HEADER..Message::HEADER + len].copy_from_slice(&msg.payload[..len]);
+        self.spaces.write(pid, addr, &raw[..Message::HEADER + len])
     }
 
-    /// Checks that a whole message buffer in `pid`'s memory is writable, without changing it.
-    fn check_writable(&mut self, pid: u16, addr: u64) -> Result<(), Error> {
-        let mut probe = [0u8; core::mem::size_of::<Message>()];
-        self.spaces.read(pid, addr, &mut probe)?;
-        self.spaces.write(pid, addr, &probe)
+    /// Checks that a whole message buffer in `pid`'s memory is writable.
+    fn check_writable(&self, pid: u16, addr: u64) -> Result<(), Error> {
+        self.spaces
+            .check(pid, addr, core::mem::size_of::<Message>() as u64, true)
     }
 
     /// `send` (`call` = None) or `call`. Returns `None` when the caller blocked.
@@ -111,9 +107,10 @@ impl<S: Spaces, M: Machine> System<S, M> {
             Err(e) => return Some(Err(e)),
         };
         // Validate everything the rendezvous will need before anyone waits on it.
-        if let Err(e) = self.read_message(pid, msg) {
-            return Some(Err(e));
-        }
+        let message = match self.read_message(pid, msg) {
+            Ok(m) => m,
+            Err(e) => return Some(Err(e)),
+        };
         if let Some(c) = call
             && let Err(e) = self.check_call(pid, &c)
         {
@@ -134,7 +131,7 @@ impl<S: Spaces, M: Machine> System<S, M> {
         if let State::Receiving { ep: e, buf, .. } = self.procs[usize::from(receiver)].state
             && e == ep
         {
-            self.deliver(pid, receiver, buf);
+            self.deliver(pid, receiver, buf, Some(message));
         }
         match self.procs[usize::from(pid)].state {
             State::Runnable => Some(Ok([0; 4])),
@@ -144,7 +141,7 @@ impl<S: Spaces, M: Machine> System<S, M> {
 
     /// The caller's reply buffer must be writable and every lease must lie in its memory with
     /// the access it grants.
-    fn check_call(&mut self, pid: u16, c: &CallArgs) -> Result<(), Error> {
+    fn check_call(&self, pid: u16, c: &CallArgs) -> Result<(), Error> {
         if c.lease_count > MAX_LEASES as u64 {
             return Err(Error::PayloadTooLarge);
         }
@@ -154,26 +151,10 @@ impl<S: Spaces, M: Machine> System<S, M> {
             if lease.access & !(Lease::READ | Lease::WRITE) != 0 || lease.len > (1 << 30) {
                 return Err(Error::BadLease);
             }
-            let mut probe = [0u8; 1];
-            // Probe both ends and every page between: a lease must be entirely the caller's.
-            let mut at = lease.addr;
-            let end = lease.addr.checked_add(lease.len).ok_or(Error::BadLease)?;
-            while at < end {
-                self.spaces
-                    .read(pid, at, &mut probe)
-                    .map_err(|_| Error::BadLease)?;
-                if lease.access & Lease::WRITE != 0 {
-                    self.spaces
-                        .write(pid, at, &probe)
-                        .map_err(|_| Error::BadLease)?;
-                }
-                at = (at | 0xfff) + 1;
-            }
-            if lease.len > 0 {
-                self.spaces
-                    .read(pid, end - 1, &mut probe)
-                    .map_err(|_| Error::BadLease)?;
-            }
+            // A lease must lie entirely in the caller's memory with the access it grants.
+            self.spaces
+                .check(pid, lease.addr, lease.len, lease.access & Lease::WRITE != 0)
+                .map_err(|_| Error::BadLease)?;
         }
         Ok(())
     }
@@ -193,14 +174,16 @@ impl<S: Spaces, M: Machine> System<S, M> {
     /// Moves the message of `sender` (state `Sending`) into `receiver`'s buffer and wakes the
     /// receiver. If the receiver's buffer turns out bad, the receiver gets the error and the
     /// sender keeps waiting: no message is lost.
-    fn deliver(&mut self, sender: u16, receiver: u16, buf: u64) {
+    fn deliver(&mut self, sender: u16, receiver: u16, buf: u64, read: Option<Message>) {
         let State::Sending {
             badge, msg, call, ..
         } = self.procs[usize::from(sender)].state
         else {
             return;
         };
-        let message = match self.read_message(sender, msg) {
+        // A sender that waited is read now; one that found its receiver waiting was read by
+        // `send` a moment ago.
+        let message = match read.map_or_else(|| self.read_message(sender, msg), Ok) {
             Ok(m) => m,
             Err(e) => {
                 self.wake_with(sender, Err(e));
@@ -264,7 +247,7 @@ impl<S: Spaces, M: Machine> System<S, M> {
             deadline: self.ticks.saturating_add(timeout_ms),
         };
         if let Some(sender) = sender {
-            self.deliver(sender, pid, buf);
+            self.deliver(sender, pid, buf, None);
         } else if timeout_ms == 0 {
             self.procs[usize::from(pid)].state = State::Runnable;
             return Some(Err(Error::Timeout));

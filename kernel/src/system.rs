@@ -227,6 +227,9 @@ pub trait Spaces {
     fn read(&self, pid: u16, addr: u64, buf: &mut [u8]) -> Result<(), Error>;
     /// Copies into user memory; every byte must be in a user-writable page.
     fn write(&mut self, pid: u16, addr: u64, data: &[u8]) -> Result<(), Error>;
+    /// Checks, without copying, that `[addr, addr + len)` is user memory of `pid` that
+    /// [`Spaces::read`] (and, with `write`, [`Spaces::write`]) would accept.
+    fn check(&self, pid: u16, addr: u64, len: u64, write: bool) -> Result<(), Error>;
     /// Builds a fresh address space for `pid` from `spec`.
     fn launch(&mut self, pid: u16, spec: &ProcessSpec) -> Result<Launch, LaunchError>;
     /// Frees every page of `pid`'s address space.
@@ -590,6 +593,16 @@ pub mod fixture {
             let m = &mut self.mem[usize::from(pid)];
             m[(addr - MEM) as usize..(end - MEM) as usize].copy_from_slice(data);
             Ok(())
+        }
+        fn check(&self, _: u16, addr: u64, len: u64, write: bool) -> Result<(), Error> {
+            let end = addr.checked_add(len).ok_or(Error::BadAddress)?;
+            let ro = addr >= RO && end <= RO + 4096;
+            let rw = addr >= MEM && end <= MEM + MEM_LEN;
+            if rw || (ro && !write) {
+                Ok(())
+            } else {
+                Err(Error::BadAddress)
+            }
         }
         fn launch(&mut self, pid: u16, _: &ProcessSpec) -> Result<Launch, LaunchError> {
             while self.mem.len() <= usize::from(pid) {

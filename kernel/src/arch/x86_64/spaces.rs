@@ -147,25 +147,17 @@ impl ArchSpaces {
         self.pool
     }
 
-    /// Walks `[addr, addr + len)` of `pid`'s space page by page, calling `f` with the direct-map
-    /// address and length of each piece, after checking the page is user (and writable).
-    fn each_piece(
-        &self,
-        pid: u16,
-        addr: u64,
-        len: usize,
-        write: bool,
-        mut f: impl FnMut(u64, usize, usize),
-    ) -> Result<(), Error> {
+    /// Checks every page of `[addr, addr + len)` in `pid`'s space: present, user, and writable
+    /// when `write`. Returns the root table.
+    fn check_range(&self, pid: u16, addr: u64, len: u64, write: bool) -> Result<u64, Error> {
         let root = self.root(pid);
         if root == 0 {
             return Err(Error::BadAddress);
         }
-        let end = addr.checked_add(len as u64).ok_or(Error::BadAddress)?;
+        let end = addr.checked_add(len).ok_or(Error::BadAddress)?;
         if end > 1 << 47 {
             return Err(Error::BadAddress);
         }
-        // Check every page before touching any, so a failed write changes nothing.
         let mut page = addr & !0xfff;
         while page < end {
             let leaf = translate(&Physmap, root, page).ok_or(Error::BadAddress)?;
@@ -174,14 +166,54 @@ impl ArchSpaces {
             }
             page += SIZE_4K;
         }
+        Ok(root)
+    }
+
+    /// Walks `[addr, addr + len)` of `pid`'s space page by page, calling `f` with the direct-map
+    /// address and length of each piece. Every page is checked before any is touched, so a
+    /// failed write changes nothing; the checked leaves are kept so each page is walked once.
+    fn each_piece(
+        &self,
+        pid: u16,
+        addr: u64,
+        len: usize,
+        write: bool,
+        mut f: impl FnMut(u64, usize, usize),
+    ) -> Result<(), Error> {
+        /// Pages remembered between the check and the copy; longer ranges walk twice.
+        const REMEMBERED: usize = 4;
+        let root = self.root(pid);
+        let end = addr.checked_add(len as u64).ok_or(Error::BadAddress)?;
+        if root == 0 || end > 1 << 47 {
+            return Err(Error::BadAddress);
+        }
+        let mut leaves = [None; REMEMBERED];
+        let mut page = addr & !0xfff;
+        let mut i = 0;
+        while page < end {
+            let leaf = translate(&Physmap, root, page).ok_or(Error::BadAddress)?;
+            if !leaf.user || (write && !leaf.writable) {
+                return Err(Error::BadAddress);
+            }
+            if let Some(slot) = leaves.get_mut(i) {
+                *slot = Some(leaf);
+            }
+            i += 1;
+            page += SIZE_4K;
+        }
         let mut done = 0;
+        let mut i = 0;
         while done < len {
             let at = addr + done as u64;
-            let leaf = translate(&Physmap, root, at).ok_or(Error::BadAddress)?;
+            let leaf = match leaves.get(i).copied().flatten() {
+                Some(leaf) if leaf.contains(at) => leaf,
+                _ => translate(&Physmap, root, at).ok_or(Error::BadAddress)?,
+            };
             let within = (at - leaf.virt) as usize;
             let n = (len - done).min(leaf.size as usize - within);
             f(PHYSMAP + leaf.phys + within as u64, n, done);
             done += n;
+            i += 1;
         }
         Ok(())
     }
@@ -291,6 +323,10 @@ impl Spaces for ArchSpaces {
             // map, and `done + n <= data.len()`.
             unsafe { core::ptr::copy_nonoverlapping(data.as_ptr().add(done), dst as *mut u8, n) }
         })
+    }
+
+    fn check(&self, pid: u16, addr: u64, len: u64, write: bool) -> Result<(), Error> {
+        self.check_range(pid, addr, len, write).map(|_| ())
     }
 
     fn launch(&mut self, pid: u16, spec: &ProcessSpec) -> Result<Launch, LaunchError> {
