@@ -19,6 +19,8 @@ use crate::mem::paging::{MapError, Perm, SIZE_4K, Table, TableMemory, map, map_u
 use crate::system::{Launch, LaunchError, MAX_PROCESSES, Spaces};
 use brainix_abi::Error;
 use brainix_abi::layout::STACK_TOP;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Frames one process may own (image, stack and its own tables). The manifest checker refuses
 /// budgets above this; 256 pages is 1 MiB, several times what our servers need.
@@ -53,8 +55,14 @@ pub struct ArchSpaces {
 /// CR3 bit 63: keep the TLB entries of the PCID being loaded.
 pub const CR3_NO_FLUSH: u64 = 1 << 63;
 
-/// The per-process frame lists, handed out once.
-pub static mut FRAME_LISTS: [FrameList; MAX_PROCESSES] = [FrameList::EMPTY; MAX_PROCESSES];
+/// The per-process frame lists, handed out once by [`ArchSpaces::new`].
+struct Lists(UnsafeCell<[FrameList; MAX_PROCESSES]>, AtomicBool);
+// SAFETY: the only access is the single `&mut` that `ArchSpaces::new` takes, guarded by the flag.
+unsafe impl Sync for Lists {}
+static FRAME_LISTS: Lists = Lists(
+    UnsafeCell::new([FrameList::EMPTY; MAX_PROCESSES]),
+    AtomicBool::new(false),
+);
 
 /// Reads tables through the direct map; builds none.
 struct Physmap;
@@ -111,8 +119,12 @@ impl TableMemory for Builder<'_> {
 impl ArchSpaces {
     /// Takes the pool and the frame lists for good.
     pub fn new(pool: &'static mut KernelFramePool, guards: [u64; 5], pcid: bool) -> ArchSpaces {
-        // SAFETY: called once, by the boot path; no other reference to the lists exists.
-        let lists = unsafe { &mut *(&raw mut FRAME_LISTS) };
+        if FRAME_LISTS.1.swap(true, Ordering::AcqRel) {
+            crate::kprintln!("brainix: FATAL: process frame lists taken twice");
+            super::stop(crate::exit::ExitCode::Panic);
+        }
+        // SAFETY: the flag above makes this the only reference ever made to the lists.
+        let lists = unsafe { &mut *FRAME_LISTS.0.get() };
         ArchSpaces {
             pool,
             lists,

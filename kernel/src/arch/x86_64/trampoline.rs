@@ -94,6 +94,9 @@ unsafe extern "C" fn stub<const V: u8>() -> ! {
 
 /// `syscall` lands here (IA32_LSTAR) with interrupts masked (IA32_FMASK), RCX = return RIP,
 /// R11 = RFLAGS and RSP still the process's. It builds the same frame an interrupt would.
+///
+/// # Safety
+/// Only the CPU enters it, through `syscall` from ring 3; it is never called.
 #[unsafe(naked)]
 #[unsafe(link_section = ".trampoline.text")]
 pub unsafe extern "C" fn syscall_entry() -> ! {
