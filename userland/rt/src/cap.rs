@@ -9,6 +9,7 @@ use brainix_abi::{
     CapInfo, CapType, Error, Handle, Lease, MAX_LEASES, MemoryInfo, Message, NOTIFICATION_TOKEN,
     ProcessInfo, Syscall,
 };
+use core::marker::PhantomData;
 
 /// A call's result.
 pub type Result<T> = core::result::Result<T, Error>;
@@ -76,7 +77,7 @@ impl Endpoint {
     }
 
     /// Sends `msg` lending `leases`, and waits for the reply in `reply`.
-    pub fn call(self, msg: &Message, leases: &[Lease], reply: &mut Message) -> Result<()> {
+    pub fn call(self, msg: &Message, leases: &[Lent<'_>], reply: &mut Message) -> Result<()> {
         if leases.len() > MAX_LEASES {
             return Err(Error::PayloadTooLarge);
         }
@@ -88,9 +89,10 @@ impl Endpoint {
             addr_mut(reply),
             0,
         ];
-        // SAFETY: the kernel writes only `reply`, exclusively borrowed; writes the server makes
-        // through leases are the lease owner's business: a lease is built from a `&mut [u8]`
-        // by `lend_mut`, or from raw parts in `unsafe` code that answers for it.
+        // SAFETY: the kernel writes `reply`, exclusively borrowed, and (for the server) the
+        // writable leases, each of which holds an exclusive borrow of its buffer for as long as
+        // it exists, so across this call (`Lent`). `Lent` is a transparent `Lease`, so the
+        // slice is the array of `Lease`s the kernel reads.
         unsafe { syscall(Syscall::Call, args) }.map(drop)
     }
 
@@ -121,21 +123,56 @@ pub fn reply(token: ReplyToken, msg: &Message) -> Result<()> {
     unsafe { syscall(Syscall::Reply, [token.0, addr(msg), 0, 0, 0, 0]) }.map(drop)
 }
 
-/// A lease the server may read.
-pub fn lend(bytes: &[u8]) -> Lease {
-    Lease {
-        addr: addr(bytes.as_ptr()),
-        len: bytes.len() as u64,
-        access: Lease::READ,
+/// A buffer lent for a call: a [`Lease`] that keeps the buffer borrowed while it exists, so the
+/// server's writes through it cannot meet another reference.
+#[repr(transparent)]
+#[derive(Debug)]
+pub struct Lent<'a> {
+    lease: Lease,
+    _buffer: PhantomData<&'a mut [u8]>,
+}
+
+impl Lent<'_> {
+    /// A lease from raw parts: for tests that lend what they must not.
+    ///
+    /// # Safety
+    ///
+    /// If `lease` grants [`Lease::WRITE`], the memory it names must be the caller's to have
+    /// written during the call. A lease the kernel refuses is always safe.
+    pub unsafe fn from_raw(lease: Lease) -> Lent<'static> {
+        Lent {
+            lease,
+            _buffer: PhantomData,
+        }
+    }
+
+    /// The lease as the kernel sees it.
+    pub fn lease(&self) -> Lease {
+        self.lease
     }
 }
 
-/// A lease the server may write.
-pub fn lend_mut(bytes: &mut [u8]) -> Lease {
-    Lease {
-        addr: addr_mut(bytes),
-        len: bytes.len() as u64,
-        access: Lease::WRITE,
+/// Lends `bytes` for the server to read.
+pub fn lend(bytes: &[u8]) -> Lent<'_> {
+    Lent {
+        lease: Lease {
+            addr: addr(bytes.as_ptr()),
+            len: bytes.len() as u64,
+            access: Lease::READ,
+        },
+        _buffer: PhantomData,
+    }
+}
+
+/// Lends `bytes` for the server to write.
+pub fn lend_mut(bytes: &mut [u8]) -> Lent<'_> {
+    Lent {
+        lease: Lease {
+            addr: addr_mut(bytes),
+            len: bytes.len() as u64,
+            access: Lease::WRITE,
+        },
+        _buffer: PhantomData,
     }
 }
 
@@ -333,4 +370,27 @@ pub fn uptime() -> Result<(u64, u64)> {
 pub fn null() -> Result<()> {
     // SAFETY: no memory is passed.
     unsafe { syscall(Syscall::NullSyscall, [0; 6]) }.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lent_buffer_is_passed_as_a_plain_lease() {
+        assert_eq!(size_of::<Lent<'_>>(), size_of::<Lease>());
+        assert_eq!(align_of::<Lent<'_>>(), align_of::<Lease>());
+        let mut buf = [0u8; 8];
+        let ptr = buf.as_ptr() as u64;
+        let lent = lend_mut(&mut buf);
+        assert_eq!(
+            lent.lease(),
+            Lease {
+                addr: ptr,
+                len: 8,
+                access: Lease::WRITE
+            }
+        );
+        assert_eq!(lend(b"abc").lease().access, Lease::READ);
+    }
 }
