@@ -15,7 +15,7 @@
 mod line;
 
 use brainix_abi::{Error, Message};
-use brainix_proto::console::{IRQ_BIT, READ_LINE, WRITE, WRITE_MAX, slots};
+use brainix_proto::console::{IRQ_BIT, READ_LINE, READER, WRITE, WRITE_MAX, slots};
 use brainix_proto::{OK, launch_handle, status_of};
 use brainix_rt::cap::{self, Result};
 use brainix_rt::{Endpoint, IoPorts, Irq, Received, ReplyToken};
@@ -111,6 +111,9 @@ impl Console {
                     Err(e) => reply.label = status_of(Err(e)),
                 }
                 let _ = cap::reply(token, &reply);
+            }
+            READ_LINE if badge & READER == 0 => {
+                let _ = cap::reply(token, &Message::new(status_of(Err(Error::MissingRight))));
             }
             READ_LINE => {
                 // The newest reader wins: a reader that died (a restarted shell) must not lock

@@ -62,6 +62,11 @@ pub const fn launch_handle(slot: u16) -> Handle {
 /// | [`console::WRITE`] | `regs[0]` = byte count; the bytes come from lease 0 (needs [`brainix_abi::Lease::READ`]) when the call lends one, else from the payload | status; `regs[0]` = bytes written |
 /// | [`console::READ_LINE`] | lease 0 (needs [`brainix_abi::Lease::WRITE`]) receives the line when lent, else the reply payload does | status; `regs[0]` = line length, without the terminator |
 ///
+/// Reading is a separate authority: `READ_LINE` is served only to a client whose badge has the
+/// [`console::READER`] bit, which the manifest gives to the shell alone (others get
+/// [`Error::MissingRight`]). The kernel attaches badges, so no client can claim the bit. Without
+/// it, any process that may print could take the next line typed, a password or a consent.
+///
 /// `READ_LINE` waits until a line is complete; the console keeps serving other clients meanwhile.
 /// One reader waits at a time: a new `READ_LINE` displaces the waiting one, which gets
 /// [`Error::Busy`] (so that a restarted shell is never locked out by its dead predecessor). A line is at most
@@ -78,6 +83,9 @@ pub mod console {
     pub const WRITE: u64 = 1;
     /// Wait for one typed line.
     pub const READ_LINE: u64 = 2;
+    /// The badge bit that lets a client read lines (badges below it are the client's identity,
+    /// by default its pid).
+    pub const READER: u64 = 1 << 32;
     /// Longest line: one payload, so a reader needs no lease.
     pub const LINE_MAX: usize = brainix_abi::MAX_PAYLOAD;
     /// Largest `WRITE` the console takes in one call; more is [`brainix_abi::Error::OutOfRange`].

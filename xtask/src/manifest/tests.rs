@@ -658,3 +658,34 @@ fn programs_must_be_workspace_packages_with_that_binary() {
         errors[0]
     );
 }
+
+#[test]
+fn only_the_shell_may_read_the_console() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system");
+    for name in ["default.toml", "test.toml"] {
+        let path = root.join(name);
+        let system = check(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let console = system
+            .endpoints
+            .iter()
+            .position(|e| e == "console")
+            .unwrap();
+        for p in &system.processes {
+            for cap in &p.caps {
+                if let Cap::Endpoint {
+                    endpoint, badge, ..
+                } = *cap
+                    && usize::from(endpoint) == console
+                {
+                    let reads = badge & brainix_proto::console::READER != 0;
+                    assert_eq!(
+                        reads,
+                        p.package == "brainix-shell",
+                        "{name}: {} reader bit {reads}",
+                        p.name
+                    );
+                }
+            }
+        }
+    }
+}
