@@ -119,7 +119,8 @@ pub struct BoardTimeouts {
     /// Longest stretch without a console byte before the boot is given up.
     #[serde(default = "default_silence_s")]
     pub silence_s: f64,
-    /// After `END`, how long the machine may take to exit or halt.
+    /// After `END`, how long an exit check watches the machine: it must exit with status 33 or
+    /// still be running (gone on to user space) when this window closes.
     #[serde(default = "default_exit_s")]
     pub exit_s: f64,
 }
@@ -131,7 +132,7 @@ fn default_silence_s() -> f64 {
     20.0
 }
 fn default_exit_s() -> f64 {
-    5.0
+    2.0
 }
 
 impl Default for BoardTimeouts {
@@ -878,6 +879,15 @@ pub fn load_named(dir: &Path, name: &str) -> Result<Board, BoardError> {
         });
     }
     Board::load(&path)
+}
+
+/// A board shipped in `boards/`, for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn shipped(name: &str) -> Board {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../boards")
+        .join(format!("{name}.toml"));
+    Board::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod artefact;
 pub mod plan;
 pub mod protocol;
 pub mod report;
+pub mod run;
 pub mod session;
 
 pub mod source;

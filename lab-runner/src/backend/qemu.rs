@@ -337,17 +337,9 @@ async fn start_swtpm() -> Result<(Guard, PathBuf), QemuError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::SourceText;
 
     fn board(name: &str) -> Board {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../boards")
-            .join(format!("{name}.toml"));
-        Board::parse(&SourceText::new(
-            &path,
-            std::fs::read_to_string(&path).unwrap(),
-        ))
-        .unwrap()
+        crate::board::shipped(name)
     }
 
     #[test]
