@@ -107,13 +107,17 @@ pub enum Syscall {
     /// `null()`: does nothing and returns 0; needs no capability. `ipc-bench` times it to
     /// measure the bare cost of entering and leaving the kernel.
     NullSyscall = 22,
+    /// `region_info(mmio_or_dma) -> (rdi = virtual address, rsi = physical address, rdx =
+    /// length in bytes)`: where an MMIO region or DMA pool capability is mapped in the caller
+    /// (at [`layout::region`] of its slot) and, for a device, where it is physically.
+    RegionInfo = 23,
 }
 
 impl Syscall {
     /// The call for a number, if there is one.
     pub fn from_number(n: u64) -> Option<Syscall> {
         use Syscall::*;
-        const ALL: [Syscall; 23] = [
+        const ALL: [Syscall; 24] = [
             Exit,
             Yield,
             Uptime,
@@ -137,6 +141,7 @@ impl Syscall {
             AuditMemory,
             Log,
             NullSyscall,
+            RegionInfo,
         ];
         ALL.get(usize::try_from(n).ok()?).copied()
     }
@@ -317,6 +322,10 @@ pub mod rights {
     pub const WRITE: u64 = 1 << 5;
 }
 
+/// Processes in the kernel's static table, and so pids `0..MAX_PROCESSES`. Our largest manifest
+/// (the test system) declares 18.
+pub const MAX_PROCESSES: usize = 24;
+
 /// Message words besides the label.
 pub const MSG_REGS: usize = 4;
 /// Largest payload the kernel copies with a message.
@@ -445,6 +454,15 @@ pub mod layout {
     pub const IMAGE_END: u64 = 0x4000_0000;
     /// One past the top of the user stack. The guard page lies under the lowest stack page.
     pub const STACK_TOP: u64 = 0x0000_7fff_0000_0000;
+    /// Where MMIO regions and DMA pools are mapped: each capability slot has its own window.
+    pub const REGION_BASE: u64 = 0x0000_6000_0000_0000;
+    /// Size of one slot's window; a region is at most this large.
+    pub const REGION_STRIDE: u64 = 1 << 30;
+
+    /// The address an MMIO region or DMA pool in capability slot `slot` is mapped at.
+    pub const fn region(slot: u16) -> u64 {
+        REGION_BASE + slot as u64 * REGION_STRIDE
+    }
 }
 
 /// One capability slot, as [`Syscall::AuditCap`] reports it.
@@ -502,7 +520,8 @@ mod tests {
             }
         }
         assert_eq!(Syscall::from_number(22), Some(Syscall::NullSyscall));
-        assert_eq!(Syscall::from_number(23), None);
+        assert_eq!(Syscall::from_number(23), Some(Syscall::RegionInfo));
+        assert_eq!(Syscall::from_number(24), None);
         assert_eq!(Error::from_code(0), None);
         assert_eq!(Error::from_code(13), Some(Error::Busy));
         assert_eq!(Syscall::from_number(u64::MAX), None);

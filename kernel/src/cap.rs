@@ -42,6 +42,20 @@ pub enum Object {
         /// Count.
         count: u16,
     },
+    /// A device region mapped into the holder at [`brainix_abi::layout::region`] of its slot.
+    Mmio {
+        /// First physical address.
+        phys: u64,
+        /// Pages.
+        pages: u32,
+    },
+    /// A DMA pool mapped into the holder at [`brainix_abi::layout::region`] of its slot.
+    DmaPool {
+        /// First physical address of the contiguous frames.
+        phys: u64,
+        /// Pages.
+        pages: u32,
+    },
     /// Control over process `pid`.
     ProcessControl {
         /// Target.
@@ -60,6 +74,8 @@ impl Object {
             Object::Endpoint { .. } => CapType::Endpoint,
             Object::Irq { .. } => CapType::Irq,
             Object::IoPorts { .. } => CapType::IoPorts,
+            Object::Mmio { .. } => CapType::Mmio,
+            Object::DmaPool { .. } => CapType::DmaPool,
             Object::ProcessControl { .. } => CapType::ProcessControl,
             Object::AuditRead => CapType::AuditRead,
             Object::Log => CapType::Log,
@@ -104,11 +120,16 @@ impl CapTable {
     }
 
     /// The table a process gets at launch: one slot per manifest entry, in order. `endpoint_gen`
-    /// gives each endpoint's current generation. Entries past the capacity are refused by the
-    /// manifest checker at build time; here they are ignored rather than trusted.
-    pub fn from_specs(specs: &[CapSpec], endpoint_gen: impl Fn(u16) -> u32) -> CapTable {
+    /// gives each endpoint's current generation, `dma_phys` the physical address of the DMA pool
+    /// launched for a slot. Entries past the capacity are refused by the manifest checker at
+    /// build time; here they are ignored rather than trusted.
+    pub fn from_specs(
+        specs: &[CapSpec],
+        endpoint_gen: impl Fn(u16) -> u32,
+        dma_phys: impl Fn(usize) -> u64,
+    ) -> CapTable {
         let mut table = CapTable::new();
-        for (slot, spec) in table.slots.iter_mut().zip(specs) {
+        for (i, (slot, spec)) in table.slots.iter_mut().zip(specs).enumerate() {
             let (object, rights) = match *spec {
                 CapSpec::Endpoint {
                     endpoint,
@@ -128,6 +149,18 @@ impl CapTable {
                     count,
                     rights,
                 } => (Object::IoPorts { base, count }, rights),
+                CapSpec::Mmio {
+                    base,
+                    pages,
+                    rights,
+                } => (Object::Mmio { phys: base, pages }, rights),
+                CapSpec::DmaPool { pages } => (
+                    Object::DmaPool {
+                        phys: dma_phys(i),
+                        pages,
+                    },
+                    brainix_abi::rights::READ | brainix_abi::rights::WRITE,
+                ),
                 CapSpec::ProcessControl { pid } => {
                     (Object::ProcessControl { pid }, brainix_abi::rights::CONTROL)
                 }
@@ -227,6 +260,7 @@ mod tests {
                 CapSpec::Log,
             ],
             |_| 7,
+            |_| 0,
         )
     }
 

@@ -73,6 +73,24 @@ pub enum CapSpec {
         /// Target pid.
         pid: u16,
     },
+    /// A device's registers: `pages` pages of physical address space from `base`, mapped
+    /// uncached into the holder at [`brainix_abi::layout::region`] of its slot. Never RAM, the
+    /// kernel image or the interrupt controllers: the kernel refuses such a region at launch.
+    Mmio {
+        /// First physical address (page aligned).
+        base: u64,
+        /// Pages.
+        pages: u32,
+        /// `READ` and/or `WRITE`.
+        rights: u64,
+    },
+    /// `pages` physically contiguous frames the kernel allocates at launch, zeroed, mapped
+    /// read-write into the holder; [`brainix_abi::Syscall::RegionInfo`] tells their physical
+    /// address for the device. Charged to the memory budget.
+    DmaPool {
+        /// Pages.
+        pages: u32,
+    },
     /// Read-only observation of processes, capabilities and memory.
     AuditRead,
     /// Writing to the kernel log.

@@ -87,6 +87,7 @@ impl<S: Spaces, M: Machine> System<S, M> {
             Syscall::AuditCap => Some(self.audit_cap(pid, a0, a1, a2, a3)),
             Syscall::AuditMemory => Some(self.audit_memory(pid, a0, a1, memory)),
             Syscall::Log => Some(self.log(pid, a0, a1, a2)),
+            Syscall::RegionInfo => Some(self.region_info(pid, a0)),
         };
         // A process killed or restarted by its own call has no result to receive, and one
         // that blocked gets its result when it is woken.
@@ -135,6 +136,25 @@ impl<S: Spaces, M: Machine> System<S, M> {
             }
             None => Ok([u64::from(self.machine.port_in(port)), 0, 0, 0]),
         }
+    }
+
+    fn region_info(&self, pid: u16, h: u64) -> Result<[u64; 4], Error> {
+        let caps = &self.procs[usize::from(pid)].caps;
+        let handle = Handle(h);
+        let cap = caps
+            .lookup(handle, CapType::Mmio, 0)
+            .or_else(|_| caps.lookup(handle, CapType::DmaPool, 0))?;
+        let (phys, pages) = match cap.object {
+            Object::Mmio { phys, pages } | Object::DmaPool { phys, pages } => (phys, pages),
+            _ => return Err(Error::WrongType),
+        };
+        let slot = handle.slot().ok_or(Error::BadHandle)?;
+        Ok([
+            brainix_abi::layout::region(slot),
+            phys,
+            u64::from(pages) * 4096,
+            0,
+        ])
     }
 
     fn irq_ack(&mut self, pid: u16, h: u64) -> Result<[u64; 4], Error> {
@@ -303,6 +323,7 @@ fn describe(object: &Object) -> (u64, u64) {
         Object::Endpoint { id, badge, .. } => (badge, u64::from(id)),
         Object::Irq { line, bit } => (u64::from(line), u64::from(bit)),
         Object::IoPorts { base, count } => (u64::from(base), u64::from(count)),
+        Object::Mmio { phys, pages } | Object::DmaPool { phys, pages } => (phys, u64::from(pages)),
         Object::ProcessControl { pid } => (u64::from(pid), 0),
         Object::AuditRead | Object::Log => (0, 0),
     }

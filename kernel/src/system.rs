@@ -11,9 +11,12 @@ use crate::manifest::{CapSpec, ProcessSpec, SystemSpec};
 use brainix_abi::{Error, NOTIFY_CHILD_DIED, ProcessState};
 use core::fmt;
 
-/// Processes in the static table. Our largest manifest (the test system) declares 14; the
-/// manifest checker refuses more.
-pub const MAX_PROCESSES: usize = 16;
+/// Processes in the static table (an ABI constant, so the supervisor sizes its table the same);
+/// the manifest checker refuses more.
+pub const MAX_PROCESSES: usize = brainix_abi::MAX_PROCESSES;
+/// Frames one process may own: image, stack, DMA pools and its own page tables. The manifest
+/// checker refuses larger budgets; 256 pages is 1 MiB, several times what our servers need.
+pub const MAX_PROCESS_PAGES: usize = 256;
 /// Endpoint objects. The manifest checker refuses more.
 pub const MAX_ENDPOINTS: usize = 64;
 /// Timer ticks per second (1 ms ticks; receive timeouts are in milliseconds).
@@ -190,6 +193,8 @@ pub struct Launch {
     pub stack_top: u64,
     /// Pages used.
     pub pages: u64,
+    /// Physical address of the DMA pool allocated for each capability slot (0 for others).
+    pub dma: [u64; crate::cap::CAPS_PER_PROCESS],
 }
 
 /// Why a launch failed.
@@ -206,6 +211,14 @@ pub enum LaunchError {
     },
     /// The frame pool is exhausted.
     OutOfMemory,
+    /// An MMIO region that is not device space (RAM, the kernel, the interrupt controllers), or
+    /// a region larger than its window.
+    BadRegion {
+        /// Capability slot.
+        slot: usize,
+        /// Its physical address.
+        phys: u64,
+    },
 }
 
 impl fmt::Display for LaunchError {
@@ -216,6 +229,10 @@ impl fmt::Display for LaunchError {
                 write!(f, "needs {needed} pages, budget is {budget}")
             }
             LaunchError::OutOfMemory => f.write_str("frame pool exhausted"),
+            LaunchError::BadRegion { slot, phys } => write!(
+                f,
+                "capability slot {slot}: region at {phys:#x} is not device memory or too large"
+            ),
         }
     }
 }
@@ -359,9 +376,11 @@ impl<S: Spaces, M: Machine> System<S, M> {
                 let endpoints = self.endpoints;
                 let p = &mut self.procs[usize::from(pid)];
                 p.generation = p.generation.wrapping_add(1);
-                p.caps = CapTable::from_specs(spec.caps, |e| {
-                    endpoints.get(usize::from(e)).map_or(0, |e| e.generation)
-                });
+                p.caps = CapTable::from_specs(
+                    spec.caps,
+                    |e| endpoints.get(usize::from(e)).map_or(0, |e| e.generation),
+                    |slot| l.dma.get(slot).copied().unwrap_or(0),
+                );
                 p.regs = UserRegs {
                     rip: l.entry,
                     rsp: l.stack_top,
@@ -614,6 +633,7 @@ pub mod fixture {
                 entry: 0x40_0000,
                 stack_top: MEM + MEM_LEN,
                 pages: 3,
+                dma: [0; crate::cap::CAPS_PER_PROCESS],
             })
         }
         fn teardown(&mut self, pid: u16) {

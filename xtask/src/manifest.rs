@@ -65,8 +65,10 @@ pub mod limits {
     pub const MAX_NAME: usize = 32;
     /// Largest stack: 1 MiB. Nothing we run needs more than 64 KiB.
     pub const MAX_STACK_PAGES: u32 = 256;
-    /// Largest memory budget: 64 MiB per process. QEMU boards have 128 MiB in all.
-    pub const MAX_MEMORY_PAGES: u32 = 16 * 1024;
+    /// Largest memory budget: what the kernel lets one process own.
+    pub const MAX_MEMORY_PAGES: u32 = brainix_kernel::system::MAX_PROCESS_PAGES as u32;
+    /// Largest MMIO region or DMA pool: one capability slot's window.
+    pub const MAX_REGION_PAGES: u32 = (brainix_abi::layout::REGION_STRIDE / 4096) as u32;
     /// Pages of page tables to allow for every process, besides the ones its image and stack
     /// need (see [`super::page_table_pages`]): one PML4, plus 4 for whatever the kernel maps into
     /// every user table for KPTI (entry code, GDT/TSS/IDT and the stacks they name).
@@ -162,6 +164,7 @@ struct CapToml {
     line: Option<Spanned<i64>>,
     bit: Option<Spanned<i64>>,
     process: Option<Spanned<String>>,
+    pages: Option<Spanned<i64>>,
 }
 
 // ---- the checked system ----
@@ -489,6 +492,8 @@ fn fields_allowed(kind: &str) -> Option<&'static [&'static str]> {
         "io-ports" => &["base", "count", "rights"],
         "irq" => &["line", "bit"],
         "process-control" => &["process"],
+        "mmio" => &["base", "pages", "rights"],
+        "dma-pool" => &["pages"],
         "audit-read" | "log" => &[],
         _ => return None,
     })
@@ -507,7 +512,7 @@ fn check_cap(
         c.error(
             &t.kind,
             format!(
-                "process {pname:?}: unknown capability type {kind:?}; expected one of endpoint, io-ports, irq, process-control, audit-read, log"
+                "process {pname:?}: unknown capability type {kind:?}; expected one of endpoint, io-ports, irq, mmio, dma-pool, process-control, audit-read, log"
             ),
         );
         return None;
@@ -521,6 +526,7 @@ fn check_cap(
         ("line", t.line.is_some()),
         ("bit", t.bit.is_some()),
         ("process", t.process.is_some()),
+        ("pages", t.pages.is_some()),
     ];
     let mut ok = true;
     for (field, is) in present {
@@ -556,6 +562,12 @@ fn check_cap(
             need(c, "bit", t.bit.is_some());
         }
         "process-control" => need(c, "process", t.process.is_some()),
+        "mmio" => {
+            need(c, "base", t.base.is_some());
+            need(c, "pages", t.pages.is_some());
+            need(c, "rights", t.rights.is_some());
+        }
+        "dma-pool" => need(c, "pages", t.pages.is_some()),
         _ => {}
     }
     if !ok {
@@ -652,6 +664,40 @@ fn check_cap(
                 }
             }
         }
+        "mmio" => {
+            let rights = rights_of(c, &[("read", rights::READ), ("write", rights::WRITE)]);
+            let base = c.ranged(t.base.as_ref()?, "base", 0, 1 << 52);
+            let pages = c.ranged(
+                t.pages.as_ref()?,
+                "pages",
+                1,
+                i64::from(limits::MAX_REGION_PAGES),
+            );
+            let base = base? as u64;
+            if base % 4096 != 0 {
+                c.error(
+                    cap,
+                    format!("process {pname:?}: mmio base {base:#x} is not page aligned; expected a multiple of 0x1000"),
+                );
+                return None;
+            }
+            Some(Cap::Mmio {
+                base,
+                pages: pages? as u32,
+                rights: rights?,
+            })
+        }
+        "dma-pool" => {
+            let pages = c.ranged(
+                t.pages.as_ref()?,
+                "pages",
+                1,
+                i64::from(limits::MAX_REGION_PAGES),
+            );
+            Some(Cap::DmaPool {
+                pages: pages? as u32,
+            })
+        }
         "audit-read" => Some(Cap::AuditRead),
         _ => Some(Cap::Log),
     }
@@ -734,13 +780,27 @@ pub fn check_images(
                 .min()
                 .unwrap_or(0);
         let stack = u64::from(p.stack_pages);
-        let tables = limits::PT_FIXED_PAGES + page_table_pages(span, stack);
-        let needed = image_pages + stack + tables;
+        // MMIO regions and DMA pools sit in their own windows: one PDPT for all of them, then a
+        // PD and a page table per 2 MiB for each; DMA frames count as memory too.
+        let regions: Vec<(u64, bool)> = p
+            .caps
+            .iter()
+            .filter_map(|c| match *c {
+                Cap::Mmio { pages, .. } => Some((u64::from(pages), false)),
+                Cap::DmaPool { pages } => Some((u64::from(pages), true)),
+                _ => None,
+            })
+            .collect();
+        let dma: u64 = regions.iter().filter(|r| r.1).map(|r| r.0).sum();
+        let region_tables: u64 = u64::from(!regions.is_empty())
+            + regions.iter().map(|r| 1 + r.0.div_ceil(512)).sum::<u64>();
+        let tables = limits::PT_FIXED_PAGES + page_table_pages(span, stack) + region_tables;
+        let needed = image_pages + stack + dma + tables;
         if u64::from(p.memory_pages) < needed {
             at(
                 p.memory_line,
                 format!(
-                    "process {:?}: memory_pages = {} is too small; expected at least {needed} ({image_pages} for the image, {stack} for the stack, {tables} for page tables)",
+                    "process {:?}: memory_pages = {} is too small; expected at least {needed} ({image_pages} for the image, {stack} for the stack, {dma} for DMA pools, {tables} for page tables)",
                     p.name, p.memory_pages
                 ),
             );
@@ -814,6 +874,15 @@ pub fn generate(system: &System, images: &[PathBuf]) -> String {
                     "IoPorts {{ base: {base:#x}, count: {count}, rights: {} }}",
                     rights(r)
                 ),
+                Cap::Mmio {
+                    base,
+                    pages,
+                    rights: r,
+                } => format!(
+                    "Mmio {{ base: {base:#x}, pages: {pages}, rights: {} }}",
+                    rights(r)
+                ),
+                Cap::DmaPool { pages } => format!("DmaPool {{ pages: {pages} }}"),
                 Cap::ProcessControl { pid } => format!("ProcessControl {{ pid: {pid} }}"),
                 Cap::AuditRead => "AuditRead".into(),
                 Cap::Log => "Log".into(),

@@ -131,6 +131,27 @@ impl<const WORDS: usize> FramePool<WORDS> {
         Err(FrameError::Exhausted)
     }
 
+    /// Takes `count` physically contiguous free frames (for DMA), first fit. Returns the first.
+    pub fn alloc_contiguous(&mut self, count: usize) -> Result<Frame, FrameError> {
+        if count == 0 || count > self.free_count {
+            return Err(FrameError::Exhausted);
+        }
+        let free = |pool: &Self, n: usize| pool.free[n / 64] & (1 << (n % 64)) != 0;
+        let mut run = 0;
+        for n in 0..Self::CAPACITY {
+            run = if free(self, n) { run + 1 } else { 0 };
+            if run == count {
+                let first = n + 1 - count;
+                for m in first..=n {
+                    self.free[m / 64] &= !(1 << (m % 64));
+                }
+                self.free_count -= count;
+                return Ok(Frame(first as u64 * FRAME_SIZE));
+            }
+        }
+        Err(FrameError::Exhausted)
+    }
+
     /// Gives a frame back. Refuses frames the pool does not manage and double frees.
     pub fn free(&mut self, frame: Frame) -> Result<(), FrameError> {
         let (w, b) = self.locate(frame).ok_or(FrameError::NotManaged(frame))?;
@@ -275,6 +296,22 @@ mod tests {
             runs,
             vec![(0x1000, 0x2000), (0x3000, 0x4000), (0x10000, 0x12000)]
         );
+    }
+
+    #[test]
+    fn contiguous_runs_are_found_or_refused() {
+        let mut pool = Small::new();
+        pool.add_region(0x1000, 0x9000, &[(0x4000, 0x5000)]); // frames 1..=3 and 5..=8
+        assert_eq!(pool.alloc_contiguous(5), Err(FrameError::Exhausted));
+        let run = pool.alloc_contiguous(4).unwrap();
+        assert_eq!(run.addr(), 0x5000);
+        for f in [0x5000, 0x6000, 0x7000, 0x8000] {
+            assert!(pool.is_allocated(Frame::at(f).unwrap()));
+        }
+        assert_eq!(pool.alloc_contiguous(3).unwrap().addr(), 0x1000);
+        assert_eq!(pool.alloc_contiguous(1), Err(FrameError::Exhausted));
+        assert_eq!(pool.alloc_contiguous(0), Err(FrameError::Exhausted));
+        assert!(pool.is_consistent());
     }
 
     #[test]

@@ -53,11 +53,14 @@ struct Console {
     queue: Queue,
     /// The client waiting in `READ_LINE`: its token, whether it lent a buffer, its badge.
     reader: Option<(ReplyToken, bool, u64)>,
+    /// The badge of the last client that read a line: input typed between its reads (while it
+    /// prints a prompt, say) still belongs on its line.
+    last_reader: u64,
     /// Whose line is open on the screen.
     owner: Owner,
 }
 
-/// The owner of echoed input typed while nobody reads.
+/// The owner of echoed input typed before anybody ever read.
 const NO_READER: u64 = u64::MAX;
 
 fn run(_pid: u64) -> ! {
@@ -68,6 +71,7 @@ fn run(_pid: u64) -> ! {
         editor: Editor::new(),
         queue: Queue::new(),
         reader: None,
+        last_reader: NO_READER,
         owner: Owner::new(),
     };
     // The kernel set the line up (115200 8N1, FIFOs on); the console adds the receive
@@ -118,6 +122,7 @@ impl Console {
             READ_LINE => {
                 // The newest reader wins: a reader that died (a restarted shell) must not lock
                 // its successor out. The one displaced is told so.
+                self.last_reader = badge;
                 if let Some((old, _, _)) = self.reader.replace((token, leases > 0, badge)) {
                     let _ = cap::reply(old, &Message::new(status_of(Err(Error::Busy))));
                 }
@@ -165,8 +170,8 @@ impl Console {
     fn drain(&mut self) {
         while self.uart.inb(LSR).is_ok_and(|s| s & LSR_DATA_READY != 0) {
             let Ok(byte) = self.uart.inb(DATA) else { break };
-            // Echo belongs to the line of whoever reads it.
-            let owner = self.reader.map_or(NO_READER, |(_, _, badge)| badge);
+            // Echo belongs to the line of whoever reads it, or last read one.
+            let owner = self.reader.map_or(self.last_reader, |(_, _, badge)| badge);
             match self.editor.feed(byte) {
                 Step::Nothing => {}
                 Step::Echo(b) => self.print(owner, &[b]),

@@ -4,8 +4,8 @@
 use brainix_abi::{ProcessInfo, ProcessState};
 use brainix_proto::supervisor::MAX_RESTARTS;
 
-/// Most processes supervised: the kernel's process table holds 16, and init is one of them.
-pub const MAX_SUPERVISED: usize = 16;
+/// Most processes supervised: as many as the kernel's process table holds.
+pub const MAX_SUPERVISED: usize = brainix_abi::MAX_PROCESSES;
 
 /// What to do about a process after auditing it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

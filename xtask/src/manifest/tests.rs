@@ -135,6 +135,8 @@ enum Expect {
     Endpoint(&'static str, u64),
     IoPorts(u16, u16, u64),
     Irq(u8, u8),
+    Mmio(u64, u32, u64),
+    DmaPool(u32),
     ProcessControl,
     AuditRead,
     Log,
@@ -157,6 +159,15 @@ fn matches(system: &System, cap: &Cap, want: &Expect) -> bool {
             &Expect::IoPorts(b, c, r),
         ) => (base, count, rights) == (b, c, r),
         (Cap::Irq { line, bit }, &Expect::Irq(l, b)) => (line, bit) == (l, b),
+        (
+            Cap::Mmio {
+                base,
+                pages,
+                rights,
+            },
+            &Expect::Mmio(b, p, r),
+        ) => (base, pages, rights) == (b, p, r),
+        (Cap::DmaPool { pages }, &Expect::DmaPool(p)) => pages == p,
         (Cap::ProcessControl { .. }, Expect::ProcessControl) => true,
         (Cap::AuditRead, Expect::AuditRead) => true,
         (Cap::Log, Expect::Log) => true,
@@ -223,6 +234,15 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                         "wrong-type" => Some(Expect::IoPorts(0x80, 1, rights::READ)),
                         "dead-endpoint" => Some(Expect::Endpoint("victim", send)),
                         "forged-handle" | "bad-lease" | "write-text" | "exec-stack" => None,
+                        // Slot 1 a read-only MMIO region, slot 2 a DMA pool; `mmio-on-ram`
+                        // points slot 1 at RAM on purpose (the kernel refuses its launch).
+                        "region-probe" if p.name == "mmio-on-ram" => {
+                            Some(Expect::Mmio(0x10_0000, 1, rights::READ | rights::WRITE))
+                        }
+                        "region-probe" => {
+                            l.push((2, Expect::DmaPool(4)));
+                            Some(Expect::Mmio(0xfed0_0000, 1, rights::READ))
+                        }
                         other => panic!("{name}: no slot layout known for attack {other}"),
                     };
                     l.extend(target.map(|t| (attack::slots::TARGET, t)));
@@ -439,11 +459,13 @@ fn too_many_processes() {
     for i in 0..limits::MAX_PROCESSES - 1 {
         src += &extra_process(&format!("p{i}"));
     }
-    // Process number 17 is the one refused.
+    // The process after the limit is the one refused.
+    let first_extra = format!("name = \"p{}\"", limits::MAX_PROCESSES - 2);
+    let limit = format!("at most {} processes", limits::MAX_PROCESSES);
     refused(
         &src,
-        line(&src, "name = \"p14\"") - 1,
-        &["one too many", "at most 16 processes"],
+        line(&src, &first_extra) - 1,
+        &["one too many", &limit],
     );
 }
 
@@ -599,7 +621,7 @@ fn a_budget_too_small_for_the_image() {
     assert_eq!(errors[0].line, line(&src, "memory_pages = 20"));
     assert!(
         errors[0].message.contains(
-            "memory_pages = 20 is too small; expected at least 23 (8 for the image, 4 for the stack, 11 for page tables)"
+            "memory_pages = 20 is too small; expected at least 23 (8 for the image, 4 for the stack, 0 for DMA pools, 11 for page tables)"
         ),
         "{}",
         errors[0]
@@ -654,6 +676,58 @@ fn programs_must_be_workspace_packages_with_that_binary() {
         errors[0]
             .message
             .contains("program \"p\" is not a package of the workspace"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn mmio_regions_and_dma_pools() {
+    let with = |caps: &str| {
+        replace(
+            "  { type = \"log\" },\n",
+            &format!("  {{ type = \"log\" }},\n  {caps}\n"),
+        )
+    };
+    let src = with(
+        "{ type = \"mmio\", base = 0xfed00000, pages = 1, rights = [\"read\"] }, { type = \"dma-pool\", pages = 8 },",
+    );
+    let system = check(file(), &src).unwrap();
+    let client = &system.processes[1];
+    assert!(client.caps.contains(&Cap::Mmio {
+        base: 0xfed0_0000,
+        pages: 1,
+        rights: rights::READ
+    }));
+    assert!(client.caps.contains(&Cap::DmaPool { pages: 8 }));
+    let src = with("{ type = \"mmio\", base = 0xfed00010, pages = 1, rights = [\"read\"] },");
+    refused(&src, line(&src, "0xfed00010"), &["not page aligned"]);
+    let src = with("{ type = \"mmio\", base = 0xfed00000, pages = 0, rights = [\"read\"] },");
+    refused(&src, line(&src, "pages = 0"), &["pages"]);
+    let src = with("{ type = \"dma-pool\", pages = 300000 },");
+    refused(&src, line(&src, "300000"), &["pages"]);
+    let src = with("{ type = \"dma-pool\" },");
+    refused(&src, line(&src, "dma-pool"), &["need \"pages\""]);
+    let src = with("{ type = \"mmio\", base = 0xfed00000, pages = 1, rights = [\"send\"] },");
+    refused(
+        &src,
+        line(&src, "type = \"mmio\""),
+        &["not a right of mmio"],
+    );
+}
+
+#[test]
+fn dma_pools_count_against_the_budget() {
+    let src = replace(
+        "  { type = \"log\" },\n",
+        "  { type = \"log\" },\n  { type = \"dma-pool\", pages = 60 },\n",
+    );
+    let system = check(file(), &src).unwrap();
+    let small = elf(&[(0x40_0000, 0x3000, RX), (0x40_3000, 0x2000, RW)]);
+    let errors = check_images(&system, &|_| Ok(small.clone())).unwrap_err().0;
+    assert_eq!(errors.len(), 1, "{}", Errors(errors));
+    assert!(
+        errors[0].message.contains("60 for DMA pools"),
         "{}",
         errors[0]
     );

@@ -1,8 +1,9 @@
 //! The local APIC (timer, end of interrupt) and the IOAPIC (device interrupt lines).
 //!
 //! Both are reached through uncached mappings in the kernel's MMIO window, never in a process
-//! table. The timer is calibrated once at boot against PIT channel 2 over a 2 ms window; where
-//! there is no PIT (the wait times out), it falls back to QEMU's 1 GHz APIC bus and says so.
+//! table. The timer is calibrated once at boot against PIT channel 2, the smallest of three 2 ms
+//! windows; where there is no PIT (its output never goes low, the wait times out, or the reading
+//! is implausible), it falls back to QEMU's 1 GHz APIC bus and says so.
 
 use super::instr::{self, inb, outb};
 use crate::kprintln;
@@ -85,6 +86,11 @@ fn measure_with_pit(ms: u32) -> Option<u32> {
         outb(0x43, 0xb0); // channel 2, low then high byte, mode 0, binary
         outb(0x42, count as u8);
         outb(0x42, (count >> 8) as u8);
+        // Mode 0 drives OUT2 low until the count runs out. If it already reads high, there is
+        // no PIT behind these ports (microvm has no port 0x61; it reads all ones).
+        if inb(0x61) & 0x20 != 0 {
+            return None;
+        }
         lapic_write(0x380, u32::MAX);
         outb(0x61, (gate & !0x02) | 0x01); // gate high: the count starts
         let start = instr::rdtsc();
@@ -111,8 +117,13 @@ pub fn init() -> u32 {
     }
     lapic_write(0x3e0, 0x3); // divide by 16
     lapic_write(0x320, 1 << 16); // timer masked while calibrating
-    let per_tick = match measure_with_pit(2) {
-        Some(counts) if counts > 0 => counts / 2 * 1000 / TICK_HZ as u32,
+    // Three short windows, keeping the smallest: a measurement can only come out too long (the
+    // CPU was away between the PIT's signal and our look at it, as a loaded host does to a
+    // virtual machine), never too short.
+    let best = (0..3).filter_map(|_| measure_with_pit(2)).min();
+    let per_tick = match best {
+        // Fewer than 1000 counts in 2 ms would be an APIC bus under 8 MHz: not a real reading.
+        Some(counts) if counts >= 1000 => counts / 2 * 1000 / TICK_HZ as u32,
         _ => {
             kprintln!("brainix: no PIT answered; assuming a 1 GHz APIC bus for the timer");
             (1_000_000_000 / 16 / TICK_HZ) as u32

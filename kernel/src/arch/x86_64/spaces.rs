@@ -10,21 +10,19 @@
 use super::trampoline;
 use crate::elf::Program;
 use crate::kprintln;
-use crate::manifest::ProcessSpec;
+use crate::manifest::{CapSpec, ProcessSpec};
 use crate::mem::KernelFramePool;
 use crate::mem::audit;
 use crate::mem::frames::Frame;
 use crate::mem::layout::{KERNEL_VMA, PHYSMAP};
-use crate::mem::paging::{MapError, Perm, SIZE_4K, Table, TableMemory, map, map_user, translate};
-use crate::system::{Launch, LaunchError, MAX_PROCESSES, Spaces};
+use crate::mem::paging::{
+    MapError, Perm, SIZE_4K, Table, TableMemory, bits, map, map_raw, map_user, translate,
+};
+use crate::system::{Launch, LaunchError, MAX_PROCESS_PAGES, MAX_PROCESSES, Spaces};
 use brainix_abi::Error;
 use brainix_abi::layout::STACK_TOP;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
-
-/// Frames one process may own (image, stack and its own tables). The manifest checker refuses
-/// budgets above this; 256 pages is 1 MiB, several times what our servers need.
-pub const MAX_PROCESS_PAGES: usize = 256;
 
 /// The frames of one process, so teardown can return every one of them.
 pub struct FrameList {
@@ -46,6 +44,8 @@ pub struct ArchSpaces {
     pool: &'static mut KernelFramePool,
     lists: &'static mut [FrameList; MAX_PROCESSES],
     guards: [u64; 5],
+    /// Physical extent of the kernel image, which no MMIO capability may cover.
+    image: (u64, u64),
     /// CR4.PCIDE is on: each process runs under PCID `pid + 1`, the kernel under 0.
     pcid: bool,
     /// The process was (re)launched since its PCID was last loaded: that load must flush.
@@ -103,6 +103,32 @@ impl Builder<'_> {
     }
 }
 
+impl Builder<'_> {
+    /// `count` physically contiguous frames, zeroed and charged to the process. Returns the
+    /// first.
+    fn contiguous(&mut self, count: usize) -> Result<u64, LaunchError> {
+        if self.list.count + count > self.budget.min(MAX_PROCESS_PAGES) {
+            return Err(LaunchError::OverBudget {
+                needed: (self.list.count + count) as u64,
+                budget: self.budget as u64,
+            });
+        }
+        let first = self
+            .pool
+            .alloc_contiguous(count)
+            .map_err(|_| LaunchError::OutOfMemory)?
+            .addr();
+        for i in 0..count as u64 {
+            let frame = first + i * SIZE_4K;
+            self.list.frames[self.list.count] = frame;
+            self.list.count += 1;
+            // SAFETY: a pool frame just handed out, mapped in the direct map.
+            unsafe { core::ptr::write_bytes((PHYSMAP + frame) as *mut u8, 0, SIZE_4K as usize) };
+        }
+        Ok(first)
+    }
+}
+
 impl TableMemory for Builder<'_> {
     fn table(&self, phys: u64) -> &Table {
         Physmap.table(phys)
@@ -118,7 +144,12 @@ impl TableMemory for Builder<'_> {
 
 impl ArchSpaces {
     /// Takes the pool and the frame lists for good.
-    pub fn new(pool: &'static mut KernelFramePool, guards: [u64; 5], pcid: bool) -> ArchSpaces {
+    pub fn new(
+        pool: &'static mut KernelFramePool,
+        guards: [u64; 5],
+        image: (u64, u64),
+        pcid: bool,
+    ) -> ArchSpaces {
         if FRAME_LISTS.1.swap(true, Ordering::AcqRel) {
             crate::kprintln!("brainix: FATAL: process frame lists taken twice");
             super::stop(crate::exit::ExitCode::Panic);
@@ -129,6 +160,7 @@ impl ArchSpaces {
             pool,
             lists,
             guards,
+            image,
             pcid,
             fresh: [true; MAX_PROCESSES],
         }
@@ -240,6 +272,7 @@ impl ArchSpaces {
                 budget: budget as u64,
             });
         }
+        let image = self.image;
         let list = &mut self.lists[usize::from(pid)];
         let mut b = Builder {
             pool: self.pool,
@@ -299,6 +332,56 @@ impl ArchSpaces {
             )
             .map_err(oom)?;
         }
+        // Device regions and DMA pools, each in its slot's window.
+        let mut dma = [0u64; crate::cap::CAPS_PER_PROCESS];
+        for (slot, cap) in spec
+            .caps
+            .iter()
+            .enumerate()
+            .take(crate::cap::CAPS_PER_PROCESS)
+        {
+            let window = brainix_abi::layout::region(slot as u16);
+            let (phys, pages, writable) = match *cap {
+                CapSpec::Mmio {
+                    base,
+                    pages,
+                    rights,
+                } => {
+                    Self::check_mmio(b.pool, image, base, pages)
+                        .map_err(|()| LaunchError::BadRegion { slot, phys: base })?;
+                    (base, pages, rights & brainix_abi::rights::WRITE != 0)
+                }
+                CapSpec::DmaPool { pages } => {
+                    if u64::from(pages) * SIZE_4K > brainix_abi::layout::REGION_STRIDE {
+                        return Err(LaunchError::BadRegion { slot, phys: 0 });
+                    }
+                    let first = b.contiguous(pages as usize)?;
+                    dma[slot] = first;
+                    (first, pages, true)
+                }
+                _ => continue,
+            };
+            let device = matches!(cap, CapSpec::Mmio { .. });
+            for i in 0..u64::from(pages) {
+                // User, never executable; device registers uncached (PCD | PWT).
+                let mut leaf = bits::PRESENT | bits::USER | bits::NX;
+                if writable {
+                    leaf |= bits::WRITABLE;
+                }
+                if device {
+                    leaf |= 1 << 4 | 1 << 3;
+                }
+                map_raw(
+                    &mut b,
+                    root,
+                    window + i * SIZE_4K,
+                    phys + i * SIZE_4K,
+                    SIZE_4K,
+                    leaf,
+                )
+                .map_err(oom)?;
+            }
+        }
         let pages = b.list.count as u64;
         // INV-MEM, KPTI: prove the new table before anything runs in it.
         if let Err(v) = audit::user_space(&Physmap, root, &trampoline::ranges()) {
@@ -314,7 +397,40 @@ impl ArchSpaces {
             entry: program.entry,
             stack_top: STACK_TOP,
             pages,
+            dma,
         })
+    }
+
+    /// An MMIO region must be device space: page aligned, within one slot window, and not one
+    /// byte of RAM the pool manages, of the kernel image, or of the interrupt controllers.
+    fn check_mmio(
+        pool: &KernelFramePool,
+        image: (u64, u64),
+        base: u64,
+        pages: u32,
+    ) -> Result<(), ()> {
+        let len = u64::from(pages) * SIZE_4K;
+        let end = base.checked_add(len).ok_or(())?;
+        if !base.is_multiple_of(SIZE_4K) || pages == 0 || len > brainix_abi::layout::REGION_STRIDE {
+            return Err(());
+        }
+        let overlaps = |s: u64, e: u64| base < e && end > s;
+        if overlaps(image.0, image.1) {
+            return Err(());
+        }
+        for page in [super::apic::lapic_phys(), super::apic::IOAPIC_PHYS] {
+            if overlaps(page, page + SIZE_4K) {
+                return Err(());
+            }
+        }
+        let mut at = base;
+        while at < end {
+            if Frame::at(at).is_some_and(|f| pool.manages(f)) {
+                return Err(());
+            }
+            at += SIZE_4K;
+        }
+        Ok(())
     }
 }
 

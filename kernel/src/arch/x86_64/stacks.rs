@@ -7,9 +7,11 @@
 
 use core::cell::UnsafeCell;
 
-/// Bytes of the boot stack, which the kernel runs on until the scheduler exists. The deepest
-/// path (page-table building plus a formatted log line) uses under 8 KiB; 64 KiB is slack.
-pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+/// Bytes of the boot stack: the kernel's only stack, for the boot path and then every system
+/// call. The deepest use is building the `System` value (about 40 KiB with 24 processes) before
+/// it moves into its static; 256 KiB leaves room for that to double. An overflow hits the guard
+/// page and is reported as a double fault.
+pub const BOOT_STACK_SIZE: usize = 256 * 1024;
 /// Bytes of each IST stack (double fault, NMI, machine check). Their handlers print and halt.
 pub const IST_STACK_SIZE: usize = 16 * 1024;
 

@@ -352,7 +352,8 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
         stop(ExitCode::Success);
     }
     let pt_pages = tables.frames().len();
-    let spaces = super::spaces::ArchSpaces::new(tables.into_pool(), guards, enabled.pcid);
+    let spaces =
+        super::spaces::ArchSpaces::new(tables.into_pool(), guards, image.phys, enabled.pcid);
     super::run::start(root, pt_pages, spaces)
 }
 

@@ -1,0 +1,67 @@
+//! region-probe: uses an MMIO capability (slot 1, the HPET's registers, read-only) and a DMA pool
+//! (slot 2) the way a device server will, prints what it found, then tries to write the
+//! read-only device mapping, which must get it killed (page fault, vector 14).
+//!
+//! Lines: `REGION mmio virt=… phys=… len=… vendor=…` (the HPET's vendor id, bits 31:16 of its
+//! capability register), `REGION dma virt=… phys=… len=… pattern=ok|bad`, then
+//! `ATTACK mmio-write ATTEMPT`.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+use brainix_abi::{Handle, Syscall};
+use brainix_proto::launch_handle;
+use brainix_rt::println;
+
+brainix_rt::entry!(run);
+
+/// Where the region of `slot` is: (virtual, physical, length) or the kernel's error name.
+fn region(slot: u16) -> Result<(u64, u64, u64), &'static str> {
+    let handle: Handle = launch_handle(slot);
+    // SAFETY: region_info writes nothing into our memory.
+    match unsafe { brainix_rt::raw_syscall(Syscall::RegionInfo, [handle.0, 0, 0, 0, 0, 0]) } {
+        Ok(out) => Ok((out.0[0], out.0[1], out.0[2])),
+        Err(e) => Err(e.name()),
+    }
+}
+
+fn run(_pid: u64) -> ! {
+    brainix_attacks::setup();
+    match region(1) {
+        Ok((virt, phys, len)) => {
+            // SAFETY: the kernel mapped the HPET's first page here, readable and uncached.
+            let gcap = unsafe { core::ptr::read_volatile(virt as *const u32) };
+            println!(
+                "REGION mmio virt={virt:#x} phys={phys:#x} len={len} vendor={:#06x}",
+                gcap >> 16
+            );
+        }
+        Err(e) => println!("REGION mmio error {e}"),
+    }
+    match region(2) {
+        Ok((virt, phys, len)) => {
+            let pool = virt as *mut u8;
+            let mut good = true;
+            for i in 0..len as usize {
+                // SAFETY: the kernel mapped `len` bytes of DMA pool here, read-write.
+                unsafe { pool.add(i).write_volatile(i as u8 ^ 0x5a) };
+            }
+            for i in 0..len as usize {
+                // SAFETY: as above.
+                good &= unsafe { pool.add(i).read_volatile() } == i as u8 ^ 0x5a;
+            }
+            let verdict = if good { "ok" } else { "bad" };
+            println!("REGION dma virt={virt:#x} phys={phys:#x} len={len} pattern={verdict}");
+        }
+        Err(e) => println!("REGION dma error {e}"),
+    }
+    // The console handle is not a region: the kernel must say so.
+    match region(0) {
+        Ok(_) => println!("ATTACK region-type NOT-REFUSED"),
+        Err(e) => println!("ATTACK region-type REFUSED {e}"),
+    }
+    brainix_attacks::attempt("mmio-write");
+    if let Ok((virt, _, _)) = region(1) {
+        // SAFETY: not sound, on purpose: the mapping is read-only; the kernel must kill us.
+        unsafe { core::ptr::write_volatile(virt as *mut u32, 0) };
+    }
+    brainix_attacks::survived("mmio-write")
+}
