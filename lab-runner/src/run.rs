@@ -789,15 +789,19 @@ fn evaluate_exit(board: &Board, check: &Check, obs: &Observation) -> (State, Str
                 ev,
             );
         }
-        _ => {
-            return (
-                State::Fail,
-                format!(
-                    "the machine did not exit with a status: {}",
-                    obs.ending.describe()
-                ),
-                ev,
+        _ if refuse => {
+            let why = format!(
+                "the kernel did not refuse (expected exit status {want_status}): {}",
+                obs.ending.describe()
             );
+            return (State::Fail, why, ev);
+        }
+        _ => {
+            let why = format!(
+                "the machine did not exit with a status: {}",
+                obs.ending.describe()
+            );
+            return (State::Fail, why, ev);
         }
     };
     let mut problems = Vec::new();
