@@ -118,7 +118,10 @@ fn a_refusal_board_whose_cpu_has_rdrand_fails() {
     assert_eq!(o.code, 1, "{}", o.output);
     let (state, reason) = o.state("still-has-rdrand", "boot.expected-exit");
     assert_eq!(state, State::Fail, "{reason}");
-    assert!(reason.contains("did not refuse") && reason.contains("35"), "{reason}");
+    assert!(
+        reason.contains("did not refuse") && reason.contains("35"),
+        "{reason}"
+    );
 }
 
 #[test]
