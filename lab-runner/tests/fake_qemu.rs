@@ -139,10 +139,6 @@ impl Fake {
     }
 }
 
-fn lab_runner_env(f: &Fake, mode: &str) -> Vec<(&'static str, String)> {
-    f.env(mode).to_vec()
-}
-
 fn envs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     v.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
@@ -163,65 +159,18 @@ fn a_hanging_machine_is_killed_with_its_children_at_the_timeout() {
     f.wait_all_dead();
 }
 
-#[test]
-fn ctrl_c_stops_the_run_and_leaves_no_process_behind() {
-    let f = fake();
-    let env = lab_runner_env(&f, "hang");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lab-runner"));
-    cmd.args([
-        "run",
-        "--board",
-        "fake",
-        "--plan",
-        "smoke",
-        "--quiet",
-        "--run-timeout",
-        "120",
-        "--boards-dir",
-        f.boards.to_str().unwrap(),
-    ]);
-    cmd.arg("--out")
-        .arg(f.root.join("out"))
-        .arg("--image-dir")
-        .arg(common::image_dir());
-    cmd.envs(envs(&env))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // A long boot timeout so that only the signal can end it.
+/// Starts `lab-runner` on a fake machine that hangs, with timeouts long enough that only a signal
+/// ends the run, and returns once the fake QEMU and its child are both up.
+fn spawn_hanging_run(f: &Fake) -> std::process::Child {
+    let text = std::fs::read_to_string(f.boards.join("fake.toml")).unwrap();
     std::fs::write(
         f.boards.join("fake.toml"),
-        std::fs::read_to_string(f.boards.join("fake.toml"))
-            .unwrap()
-            .replace("boot_s = 1.5", "boot_s = 100")
+        text.replace("boot_s = 1.5", "boot_s = 100")
             .replace("silence_s = 1.0", "silence_s = 100"),
     )
     .unwrap();
-    let mut runner = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while f.pids().len() < 2 {
-        assert!(Instant::now() < deadline, "fake QEMU never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: kill(2) on the runner child we spawned.
-    unsafe { libc::kill(runner.id() as i32, libc::SIGINT) };
-    let status = runner.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    f.wait_all_dead();
-}
-
-#[test]
-fn a_runner_killed_with_sigkill_still_takes_qemu_with_it() {
-    let f = fake();
-    std::fs::write(
-        f.boards.join("fake.toml"),
-        std::fs::read_to_string(f.boards.join("fake.toml"))
-            .unwrap()
-            .replace("boot_s = 1.5", "boot_s = 100")
-            .replace("silence_s = 1.0", "silence_s = 100"),
-    )
-    .unwrap();
-    let env = lab_runner_env(&f, "hang");
-    let mut runner = Command::new(env!("CARGO_BIN_EXE_lab-runner"))
+    let env = f.env("hang");
+    let runner = Command::new(env!("CARGO_BIN_EXE_lab-runner"))
         .args([
             "run",
             "--board",
@@ -246,6 +195,24 @@ fn a_runner_killed_with_sigkill_still_takes_qemu_with_it() {
         assert!(Instant::now() < deadline, "fake QEMU never started");
         std::thread::sleep(Duration::from_millis(20));
     }
+    runner
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_leaves_no_process_behind() {
+    let f = fake();
+    let mut runner = spawn_hanging_run(&f);
+    // SAFETY: kill(2) on the runner child we spawned.
+    unsafe { libc::kill(runner.id() as i32, libc::SIGINT) };
+    let status = runner.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    f.wait_all_dead();
+}
+
+#[test]
+fn a_runner_killed_with_sigkill_still_takes_qemu_with_it() {
+    let f = fake();
+    let mut runner = spawn_hanging_run(&f);
     runner.kill().unwrap();
     runner.wait().unwrap();
     // PR_SET_PDEATHSIG covers the machine process itself (what the runner started directly).
@@ -261,18 +228,21 @@ fn a_runner_killed_with_sigkill_still_takes_qemu_with_it() {
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while qemu.iter().any(|p| alive(*p)) {
-        assert!(
-            Instant::now() < deadline,
-            "QEMU {qemu:?} outlived a SIGKILLed runner"
-        );
+    let survived = loop {
+        if !qemu.iter().any(|p| alive(*p)) {
+            break false;
+        }
+        if Instant::now() > deadline {
+            break true;
+        }
         std::thread::sleep(Duration::from_millis(50));
-    }
-    // Its own children are reparented; clean them up so the test leaves nothing either.
+    };
+    // Its own children are reparented, not killed; clean everything up before judging.
     for p in f.pids() {
         // SAFETY: kill(2) on a pid this test's fake started.
         unsafe { libc::kill(p as i32, libc::SIGKILL) };
     }
+    assert!(!survived, "QEMU {qemu:?} outlived a SIGKILLed runner");
 }
 
 #[test]
