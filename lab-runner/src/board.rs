@@ -132,7 +132,7 @@ fn default_silence_s() -> f64 {
     20.0
 }
 fn default_exit_s() -> f64 {
-    2.0
+    1.0
 }
 
 impl Default for BoardTimeouts {
