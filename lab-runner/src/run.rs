@@ -164,18 +164,21 @@ fn plan_board(
                 needs.extend(board.requires.iter());
             }
             if let Some(missing) = needs.iter().find(|n| !feats.contains(n.as_str())) {
-                let issue = registry
-                    .get(missing)
-                    .map_or("an unregistered issue", |f| f.issue.as_str());
-                done.push(result(
-                    board,
-                    &pc,
-                    State::Skip,
-                    format!(
-                        "needs feature `{missing}`, which {} does not have yet ({issue})",
-                        kind.file_name()
+                let (issue, marker) = match registry.get(missing) {
+                    Some(f) => (
+                        f.issue.as_str(),
+                        f.symbol.as_ref().map_or_else(
+                            || format!("no file `{}` beside it", f.file.as_deref().unwrap_or("")),
+                            |s| format!("no `{s}` symbol"),
+                        ),
                     ),
-                ));
+                    None => ("an unregistered issue", String::new()),
+                };
+                let reason = format!(
+                    "needs feature `{missing}` ({issue}); {} does not declare it ({marker})",
+                    kind.file_name()
+                );
+                done.push(result(board, &pc, State::Skip, reason));
                 continue;
             }
             match check.kind {
