@@ -13,17 +13,17 @@
 //! - **Resources apart from drivers.** `board` says what a machine is; `backend` says how to drive
 //!   it; `run` decides how to reach the states a plan needs.
 
+#![warn(missing_docs)]
+
+pub mod artefact;
 pub mod backend;
 pub mod board;
 pub mod console_log;
-
-pub mod artefact;
 pub mod plan;
 pub mod protocol;
 pub mod report;
 pub mod run;
 pub mod session;
-
 pub mod source;
 pub mod template;
 pub mod workspace;

@@ -619,6 +619,41 @@ mod tests {
         assert_eq!(out, [b'a', b'b', 255, b'c', b'd']);
     }
 
+    #[tokio::test]
+    async fn an_rfc2217_console_delivers_data_without_telnet_commands() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            // WILL ECHO, a subnegotiation, then data with an escaped 0xff.
+            s.write_all(&[255, 251, 1, 255, 250, 44, 1, 0, 255, 240])
+                .await
+                .unwrap();
+            s.write_all(b"brainix: hi ").await.unwrap();
+            s.write_all(&[255, 255, b'\n']).await.unwrap();
+        });
+        let mut c = open_console(&ConsoleMethod::Tcp {
+            address,
+            rfc2217: true,
+            tx_char_delay_ms: 0,
+        })
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while !got.ends_with(b"\n") {
+            let n = tokio::time::timeout(Duration::from_secs(5), c.reader.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "console closed early: {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let mut want = b"brainix: hi ".to_vec();
+        want.extend_from_slice(&[255, b'\n']);
+        assert_eq!(got, want);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn typing_waits_between_characters() {
         let (mut w, r) = tokio::io::duplex(64);
