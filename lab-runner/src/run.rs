@@ -143,6 +143,16 @@ fn plan_board(
                 check: check.clone(),
             };
             let kind = image_for(board, check.image);
+            let pxe =
+                matches!(&board.physical, Some(p) if matches!(p.image, ImageMethod::Tftp { .. }));
+            if pxe && kind == ImageKind::Test && check.needs_boot() {
+                let reason = format!(
+                    "board `{}` boots over PXE, which needs a multiboot image, and the test image has no multiboot build",
+                    board.name
+                );
+                done.push(result(board, &pc, State::Skip, reason));
+                continue;
+            }
             let image = image_dir.join(kind.file_name());
             let feats = feature_cache
                 .entry(kind)

@@ -64,6 +64,28 @@ fn smoke_plan_runs_on_a_pxe_stand_in_and_the_board_lock_keeps_a_second_run_off()
     );
     assert_eq!(*standin.power_ons.lock().unwrap(), 1);
 
+    // A second run on the same board reopens the console the first one closed, and runs the
+    // invariant plan too: a scenario needing the test image is SKIP (no multiboot build of it).
+    let o = lab_runner(
+        &[
+            "run",
+            "--board",
+            "standin-pxe",
+            "--plan",
+            "inv-mem",
+            "--quiet",
+            "--boards-dir",
+            boards,
+        ],
+        &tmp.path().join("out1"),
+        &[],
+    );
+    let (state, reason) = o.state("standin-pxe", "mem.sections");
+    assert_eq!(state, State::Pass, "{reason}\n{}", o.output);
+    let (state, reason) = o.state("standin-pxe", "mem.fault-is-fatal");
+    assert_eq!(state, State::Skip, "{reason}");
+    assert_eq!(*standin.power_ons.lock().unwrap(), 2);
+
     // Powered off after the run: the stand-in QEMU is gone.
     std::thread::sleep(std::time::Duration::from_millis(500));
     for pid in standin.qemu_pids.lock().unwrap().iter() {
@@ -100,7 +122,7 @@ fn smoke_plan_runs_on_a_pxe_stand_in_and_the_board_lock_keeps_a_second_run_off()
     assert!(reason.contains("in use"), "{reason}");
     assert_eq!(
         *standin.power_ons.lock().unwrap(),
-        1,
+        2,
         "a locked board must not be powered on"
     );
     drop(held);

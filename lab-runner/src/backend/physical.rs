@@ -307,6 +307,7 @@ pub struct Console {
     /// Bytes from the machine.
     pub reader: DuplexStream,
     stop: Arc<AtomicBool>,
+    reader_thread: Option<std::thread::JoinHandle<()>>,
     /// Description for the report.
     pub describe: String,
 }
@@ -314,6 +315,12 @@ pub struct Console {
 impl Drop for Console {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // Close our end first so a reader blocked on a full pipe wakes up, then wait for the
+        // thread: the device must be closed before the next boot on this board opens it.
+        self.reader = tokio::io::duplex(1).0;
+        if let Some(t) = self.reader_thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -321,6 +328,7 @@ impl Drop for Console {
 pub async fn open_console(c: &ConsoleMethod) -> Result<Console, PhysicalError> {
     let (mut writer, reader) = tokio::io::duplex(CONSOLE_BUFFER);
     let stop = Arc::new(AtomicBool::new(false));
+    let mut reader_thread = None;
     let describe = match c {
         ConsoleMethod::Serial { device, baud, .. } => {
             let mut port = serialport::new(device.to_string_lossy(), *baud)
@@ -331,7 +339,7 @@ pub async fn open_console(c: &ConsoleMethod) -> Result<Console, PhysicalError> {
                 })?;
             let handle = tokio::runtime::Handle::current();
             let flag = stop.clone();
-            std::thread::spawn(move || {
+            reader_thread = Some(std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while !flag.load(Ordering::SeqCst) {
                     match port.read(&mut buf) {
@@ -351,7 +359,7 @@ pub async fn open_console(c: &ConsoleMethod) -> Result<Console, PhysicalError> {
                         Err(_) => break,
                     }
                 }
-            });
+            }));
             format!("serial {} at {baud} baud", device.display())
         }
         ConsoleMethod::Tcp {
@@ -388,6 +396,7 @@ pub async fn open_console(c: &ConsoleMethod) -> Result<Console, PhysicalError> {
     Ok(Console {
         reader,
         stop,
+        reader_thread,
         describe,
     })
 }
