@@ -240,10 +240,7 @@ async fn power(board: &Board, p: &PhysicalBoard, on: bool) -> Result<(), Physica
             port,
             ..
         } => {
-            let full = format!(
-                "{}/power/control/{action}?hostname={hostname}&port={port}",
-                url.trim_end_matches('/')
-            );
+            let full = pdudaemon_url(url, action, hostname, *port);
             match http_get(&full).await {
                 Ok(c) if (200..300).contains(&c) => Ok(()),
                 Ok(c) => Err(format!("pdudaemon answered HTTP {c}")),
@@ -461,20 +458,59 @@ pub async fn type_line<W: AsyncWrite + Unpin>(
 /// Switches the machine off when dropped early (cancellation, Ctrl-C), so it is never left
 /// running unattended. The normal path switches off explicitly and disarms it.
 struct PowerOffOnDrop {
-    argv: Option<Vec<String>>,
+    off: Option<OffAction>,
+}
+
+/// How to switch a board off without the async runtime (from a destructor).
+enum OffAction {
+    Argv(Vec<String>),
+    Url(String),
 }
 
 impl Drop for PowerOffOnDrop {
     fn drop(&mut self) {
-        if let Some(argv) = self.argv.take() {
-            let _ = std::process::Command::new(&argv[0])
-                .args(&argv[1..])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
+        match self.off.take() {
+            Some(OffAction::Argv(argv)) => {
+                let _ = std::process::Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+            Some(OffAction::Url(url)) => {
+                let _ = http_get_blocking(&url);
+            }
+            None => {}
         }
     }
+}
+
+/// [`http_get`] for destructors: plain blocking sockets with short timeouts.
+fn http_get_blocking(url: &str) -> Option<u16> {
+    use std::net::ToSocketAddrs;
+    let (host, port, path) = parse_http_url(url)?;
+    let addr = (host.as_str(), port).to_socket_addrs().ok()?.next()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .ok()?;
+    let mut head = [0u8; 256];
+    let n = s.read(&mut head).ok()?;
+    String::from_utf8_lossy(&head[..n])
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn pdudaemon_url(url: &str, action: &str, hostname: &str, port: u32) -> String {
+    format!(
+        "{}/power/control/{action}?hostname={hostname}&port={port}",
+        url.trim_end_matches('/')
+    )
 }
 
 /// One boot on a physical board. Every failure here is infrastructure (ERROR).
@@ -495,14 +531,19 @@ pub async fn boot(
     tokio::time::sleep(settle(p)).await;
     let mut console = open_console(&p.console).await?;
     let mut off_guard = PowerOffOnDrop {
-        argv: match &p.power {
+        off: match &p.power {
             PowerMethod::Command { off, .. } => Template::parse(off).ok().map(|t| {
-                t.expand(&BTreeMap::from([
+                OffAction::Argv(t.expand(&BTreeMap::from([
                     ("board", board.name.clone()),
                     ("action", "off".to_string()),
-                ]))
+                ])))
             }),
-            PowerMethod::Pdudaemon { .. } => None,
+            PowerMethod::Pdudaemon {
+                url,
+                hostname,
+                port,
+                ..
+            } => Some(OffAction::Url(pdudaemon_url(url, "off", hostname, *port))),
         },
     };
     power(board, p, true).await?;
@@ -519,7 +560,7 @@ pub async fn boot(
     describe[0] = format!("console: {}", console.describe);
     drop(console);
     let off = power(board, p, false).await;
-    off_guard.argv = None;
+    off_guard.off = None;
     drop(lock);
     off?;
     Ok((obs, describe))
@@ -661,6 +702,43 @@ mod tests {
         let mut want = b"brainix: hi ".to_vec();
         want.extend_from_slice(&[255, b'\n']);
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_cancelled_boot_switches_the_board_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("off");
+        drop(PowerOffOnDrop {
+            off: Some(OffAction::Argv(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo off > {}", mark.display()),
+            ])),
+        });
+        assert_eq!(std::fs::read_to_string(&mark).unwrap(), "off\n");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = pdudaemon_url(
+            &format!("http://{}", listener.local_addr().unwrap()),
+            "off",
+            "pdu",
+            4,
+        );
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 512];
+            let n = s.read(&mut buf).unwrap();
+            s.write_all(b"HTTP/1.0 200 OK\r\n\r\n").unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        drop(PowerOffOnDrop {
+            off: Some(OffAction::Url(url)),
+        });
+        assert!(
+            server
+                .join()
+                .unwrap()
+                .starts_with("GET /power/control/off?hostname=pdu&port=4 ")
+        );
     }
 
     #[tokio::test(start_paused = true)]
