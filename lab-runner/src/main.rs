@@ -56,7 +56,12 @@ impl Dirs {
 #[derive(Args, Clone)]
 struct RunFlags {
     /// Test plans to run (repeatable, or comma-separated); `all` for every plan.
-    #[arg(long = "plan", value_delimiter = ',', default_value = "all")]
+    #[arg(
+        long = "plan",
+        visible_alias = "plans",
+        value_delimiter = ',',
+        default_value = "all"
+    )]
     plans: Vec<String>,
     /// Boots running at once (default: number of CPUs).
     #[arg(long)]
