@@ -551,12 +551,18 @@ async fn boot_once(
     let started = Instant::now();
     let outcome: Result<Observation, String> = match board.kind {
         BoardKind::Qemu => {
-            let work = std::env::temp_dir().join(format!(
-                "brainix-lab-{}-{}",
-                std::process::id(),
-                &nonce.as_str()[..12]
-            ));
-            let r = match qemu::Machine::start(board, &image, &line, &work).await {
+            // Per-boot scratch (OVMF variables, ESP); removed when dropped, cancellation included.
+            let work = match tempfile::Builder::new().prefix("brainix-lab-").tempdir() {
+                Ok(w) => w,
+                Err(e) => {
+                    let r = fail_all(
+                        &mut record,
+                        format!("cannot create a scratch directory: {e}"),
+                    );
+                    return (record, r);
+                }
+            };
+            match qemu::Machine::start(board, &image, &line, work.path()).await {
                 Ok((mut machine, console)) => {
                     record.command = machine.command.clone();
                     let obs = session::drive(
@@ -572,9 +578,7 @@ async fn boot_once(
                     Ok(obs)
                 }
                 Err(e) => Err(e.to_string()),
-            };
-            let _ = std::fs::remove_dir_all(&work);
-            r
+            }
         }
         BoardKind::Physical => match &board.physical {
             Some(p) => match physical::boot(

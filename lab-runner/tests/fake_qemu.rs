@@ -100,11 +100,16 @@ impl Fake {
         lab_runner(&args, &self.root.join(out), &envs(&env))
     }
 
-    fn env(&self, mode: &str) -> [(&'static str, String); 3] {
+    fn env(&self, mode: &str) -> [(&'static str, String); 4] {
+        // The runner's per-boot scratch goes under the test's own directory, so even a runner
+        // killed with SIGKILL leaves nothing in the system temp directory.
+        let tmp = self.root.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         [
             ("BRAINIX_QEMU", self.script.display().to_string()),
             ("FAKE_MODE", mode.into()),
             ("FAKE_PIDS", self.pids.display().to_string()),
+            ("TMPDIR", tmp.display().to_string()),
         ]
     }
 
