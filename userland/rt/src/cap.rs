@@ -267,6 +267,31 @@ impl Irq {
     }
 }
 
+/// Where a region is, as `region_info` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionInfo {
+    /// Where it is mapped in this process (`brainix_abi::layout::region` of its slot).
+    pub virt: u64,
+    /// Where it is physically (the device's registers, or the pool's first frame).
+    pub phys: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// An MMIO region or a DMA pool, mapped at launch into the window of its slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region(pub Handle);
+
+impl Region {
+    /// Where the region is mapped, where it is physically, and how long it is.
+    pub fn info(self) -> Result<RegionInfo> {
+        // SAFETY: no memory is passed.
+        let out = unsafe { syscall(Syscall::RegionInfo, [self.0.0, 0, 0, 0, 0, 0]) }?;
+        let [virt, phys, len, _] = out.0;
+        Ok(RegionInfo { virt, phys, len })
+    }
+}
+
 /// Stop and restart one declared process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcessControl(pub Handle);

@@ -26,7 +26,9 @@ pub mod process;
 pub mod sys;
 
 pub use brainix_abi as abi;
-pub use cap::{AuditRead, Endpoint, IoPorts, Irq, Log, ProcessControl, Received, ReplyToken, exit};
+pub use cap::{
+    AuditRead, Endpoint, IoPorts, Irq, Log, ProcessControl, Received, Region, ReplyToken, exit,
+};
 
 use brainix_abi::{CapType, Handle, Message, Syscall};
 use core::sync::atomic::{AtomicU64, Ordering};

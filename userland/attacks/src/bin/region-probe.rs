@@ -7,18 +7,15 @@
 //! `ATTACK mmio-write ATTEMPT`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-use brainix_abi::{Handle, Syscall};
 use brainix_proto::launch_handle;
-use brainix_rt::println;
+use brainix_rt::{Region, println};
 
 brainix_rt::entry!(run);
 
 /// Where the region of `slot` is: (virtual, physical, length) or the kernel's error name.
 fn region(slot: u16) -> Result<(u64, u64, u64), &'static str> {
-    let handle: Handle = launch_handle(slot);
-    // SAFETY: region_info writes nothing into our memory.
-    match unsafe { brainix_rt::raw_syscall(Syscall::RegionInfo, [handle.0, 0, 0, 0, 0, 0]) } {
-        Ok(out) => Ok((out.0[0], out.0[1], out.0[2])),
+    match Region(launch_handle(slot)).info() {
+        Ok(r) => Ok((r.virt, r.phys, r.len)),
         Err(e) => Err(e.name()),
     }
 }
