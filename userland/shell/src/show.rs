@@ -107,7 +107,8 @@ impl fmt::Display for CapRow<'_> {
         match kind {
             Some(CapType::Endpoint) => write!(f, " endpoint {} badge {}", c.b, c.a)?,
             Some(CapType::IoPorts) => write!(f, " ports {:#x}+{}", c.a, c.b)?,
-            Some(CapType::Irq) => write!(f, " line {}", c.a)?,
+            Some(CapType::Irq) => write!(f, " line {} bit {}", c.a, c.b)?,
+            Some(CapType::Mmio | CapType::DmaPool) => write!(f, " phys {:#x} pages {}", c.a, c.b)?,
             Some(CapType::ProcessControl) => write!(f, " pid {}", c.a)?,
             _ => {}
         }
@@ -188,6 +189,37 @@ mod tests {
         assert_eq!(
             CapRow { slot: 1, cap: &cap }.to_string(),
             "slot 1  io-ports        read|write           ports 0x3f8+8 gen 1"
+        );
+    }
+
+    #[test]
+    fn regions_and_irqs_show_where_they_are() {
+        let mmio = CapInfo {
+            kind: CapType::Mmio as u64,
+            rights: rights::READ,
+            a: 0xfed0_0000,
+            b: 1,
+            generation: 1,
+        };
+        assert!(
+            CapRow {
+                slot: 1,
+                cap: &mmio
+            }
+            .to_string()
+            .ends_with("read                 phys 0xfed00000 pages 1 gen 1")
+        );
+        let irq = CapInfo {
+            kind: CapType::Irq as u64,
+            rights: 0,
+            a: 4,
+            b: 0,
+            generation: 1,
+        };
+        assert!(
+            CapRow { slot: 2, cap: &irq }
+                .to_string()
+                .ends_with(" line 4 bit 0 gen 1")
         );
     }
 
