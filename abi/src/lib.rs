@@ -72,7 +72,9 @@ pub enum Syscall {
     /// `lease_write(token, index, offset, buf: *const u8, len) -> (rdi = bytes copied)`. Needs
     /// [`Lease::WRITE`].
     LeaseWrite = 9,
-    /// `cap_info(handle) -> (rdi = type, rsi = rights, rdx = badge or object id)`.
+    /// `cap_info(handle) -> (rdi = type, rsi = rights, rdx = what the type names)`: `rdx` is the
+    /// badge of an endpoint, the first port of an I/O range, the line of an IRQ, the target pid
+    /// of process control, the physical base of an MMIO region or DMA pool, and 0 otherwise.
     CapInfo = 10,
     /// `cap_drop(handle)`: removes the capability from the caller's own table; the handle and
     /// every copy of it are stale from now on.
@@ -101,8 +103,9 @@ pub enum Syscall {
     AuditCap = 19,
     /// `audit_memory(audit_read, buf: *mut MemoryInfo)`: frame and pool statistics.
     AuditMemory = 20,
-    /// `log(log, buf: *const u8, len)`: writes a line to the kernel log (COM1), prefixed with the
-    /// process name. For processes that run before the console server, and for the supervisor.
+    /// `log(log, buf: *const u8, len)`: writes a line of at most [`MAX_LOG_LINE`] bytes to the
+    /// kernel log (COM1), prefixed with the process name; bytes that are not printable ASCII
+    /// become `?`. For processes that run before the console server, and for the supervisor.
     Log = 21,
     /// `null()`: does nothing and returns 0; needs no capability. `ipc-bench` times it to
     /// measure the bare cost of entering and leaving the kernel.
@@ -325,6 +328,12 @@ pub mod rights {
 /// Processes in the kernel's static table, and so pids `0..MAX_PROCESSES`. Our largest manifest
 /// (the test system) declares 18.
 pub const MAX_PROCESSES: usize = 24;
+
+/// Capability slots per process: handles name slots `0..CAP_SLOTS`.
+pub const CAP_SLOTS: usize = 32;
+
+/// Longest line [`Syscall::Log`] accepts; longer is [`Error::PayloadTooLarge`].
+pub const MAX_LOG_LINE: usize = 200;
 
 /// Message words besides the label.
 pub const MSG_REGS: usize = 4;

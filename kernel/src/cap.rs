@@ -12,9 +12,9 @@
 use crate::manifest::CapSpec;
 use brainix_abi::{CapType, Error, Handle};
 
-/// Slots per process. The largest process in our manifests (the supervisor) holds about 20; the
-/// manifest checker refuses more than this.
-pub const CAPS_PER_PROCESS: usize = 32;
+/// Slots per process (an ABI constant). The largest process in our manifests (the supervisor of
+/// the test system) holds 20; the manifest checker refuses more than this.
+pub const CAPS_PER_PROCESS: usize = brainix_abi::CAP_SLOTS;
 
 /// What a capability refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

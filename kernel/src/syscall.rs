@@ -6,8 +6,8 @@ use crate::cap::Object;
 use crate::system::{CallArgs, Death, Machine, Spaces, State, System, TICK_HZ};
 use brainix_abi::{CapInfo, CapType, Error, Handle, MemoryInfo, ProcessInfo, Syscall, rights};
 
-/// Longest line [`Syscall::Log`] copies.
-pub const MAX_LOG: usize = 200;
+/// Longest line [`Syscall::Log`] copies (an ABI constant).
+pub const MAX_LOG: usize = brainix_abi::MAX_LOG_LINE;
 
 /// What the arch layer reports about memory for [`Syscall::AuditMemory`].
 #[derive(Clone, Copy, Debug, Default)]

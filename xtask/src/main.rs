@@ -358,10 +358,13 @@ fn bench_boot(args: &[String]) -> Result<(), String> {
             let stdout = child.stdout.take().ok_or("no stdout")?;
             let mut seen = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("BRAINIX-BOOT-REPORT") && seen.is_none() {
+                if line.starts_with("BRAINIX-BOOT-REPORT") {
                     seen = Some(start.elapsed());
+                    break;
                 }
             }
+            // The system goes on to its shell; the measurement is done.
+            let _ = child.kill();
             let _ = child.wait();
             times.push(seen.ok_or("no boot report")?);
         }

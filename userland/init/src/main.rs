@@ -26,8 +26,8 @@ use supervise::{Action, Table};
 
 brainix_rt::entry!(run);
 
-/// Capability slots the kernel gives a process (`CAPS_PER_PROCESS`).
-const SLOTS: u16 = 32;
+/// Capability slots the kernel gives a process.
+const SLOTS: u16 = brainix_abi::CAP_SLOTS as u16;
 
 struct Init {
     log: Log,

@@ -45,8 +45,8 @@ pub fn status_of(result: Result<(), Error>) -> Status {
     }
 }
 
-/// Longest line the kernel's `log` call copies (the kernel's `syscall::MAX_LOG`).
-pub const LOG_LINE_MAX: usize = 200;
+/// Longest line the kernel's `log` call copies.
+pub const LOG_LINE_MAX: usize = brainix_abi::MAX_LOG_LINE;
 
 /// The handle of slot `slot` as the kernel issues it at launch (generation 1).
 pub const fn launch_handle(slot: u16) -> Handle {

@@ -36,9 +36,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// Exit code of a program that panicked.
 pub const PANIC_EXIT: u64 = 101;
 
-/// Slots a panicking program searches for a log capability. The kernel's table holds 32
-/// (`MAX_CAPS` in the manifest compiler).
-const SLOTS: u16 = 32;
+/// Slots a panicking program searches for a log capability: the whole table.
+const SLOTS: u16 = brainix_abi::CAP_SLOTS as u16;
 
 static PID: AtomicU64 = AtomicU64::new(u64::MAX);
 static GENERATION: AtomicU64 = AtomicU64::new(0);
