@@ -197,6 +197,21 @@ impl<S: Spaces, M: Machine> System<S, M> {
             .map(|_| ())
     }
 
+    /// Checks the audit capability and that `target` names a declared process.
+    fn audited_target(&self, pid: u16, h: u64, target: u64) -> Result<usize, Error> {
+        self.audit(pid, h)?;
+        usize::try_from(target)
+            .ok()
+            .filter(|&t| t < self.process_count())
+            .ok_or(Error::OutOfRange)
+    }
+
+    /// Copies a record out to the caller.
+    fn write_record<T: Copy>(&mut self, pid: u16, buf: u64, record: &T) -> Result<[u64; 4], Error> {
+        self.spaces.write(pid, buf, bytes_of(record))?;
+        Ok([0; 4])
+    }
+
     fn audit_process(
         &mut self,
         pid: u16,
@@ -204,11 +219,7 @@ impl<S: Spaces, M: Machine> System<S, M> {
         target: u64,
         buf: u64,
     ) -> Result<[u64; 4], Error> {
-        self.audit(pid, h)?;
-        let t = usize::try_from(target)
-            .ok()
-            .filter(|&t| t < self.process_count())
-            .ok_or(Error::OutOfRange)?;
+        let t = self.audited_target(pid, h, target)?;
         let spec = &self.spec.processes[t];
         let p = &self.procs[t];
         let mut info = ProcessInfo {
@@ -232,8 +243,7 @@ impl<S: Spaces, M: Machine> System<S, M> {
         let n = name.len().min(32);
         info.name[..n].copy_from_slice(&name[..n]);
         info.name_len = n as u64;
-        self.spaces.write(pid, buf, bytes_of(&info))?;
-        Ok([0; 4])
+        self.write_record(pid, buf, &info)
     }
 
     fn audit_cap(
@@ -244,11 +254,7 @@ impl<S: Spaces, M: Machine> System<S, M> {
         slot: u64,
         buf: u64,
     ) -> Result<[u64; 4], Error> {
-        self.audit(pid, h)?;
-        let t = usize::try_from(target)
-            .ok()
-            .filter(|&t| t < self.process_count())
-            .ok_or(Error::OutOfRange)?;
+        let t = self.audited_target(pid, h, target)?;
         let (cap, generation) = usize::try_from(slot)
             .ok()
             .and_then(|s| self.procs[t].caps.slot(s))
@@ -269,8 +275,7 @@ impl<S: Spaces, M: Machine> System<S, M> {
                 ..CapInfo::default()
             },
         };
-        self.spaces.write(pid, buf, bytes_of(&info))?;
-        Ok([0; 4])
+        self.write_record(pid, buf, &info)
     }
 
     fn audit_memory(
@@ -290,8 +295,7 @@ impl<S: Spaces, M: Machine> System<S, M> {
             endpoints: u64::from(self.spec.endpoints),
             endpoints_capacity: crate::system::MAX_ENDPOINTS as u64,
         };
-        self.spaces.write(pid, buf, bytes_of(&info))?;
-        Ok([0; 4])
+        self.write_record(pid, buf, &info)
     }
 
     fn log(&mut self, pid: u16, h: u64, buf: u64, len: u64) -> Result<[u64; 4], Error> {

@@ -303,7 +303,7 @@ fn device_regions_are_mapped_as_granted_and_no_further() {
         .next()
         .unwrap();
     let phys = u64::from_str_radix(phys, 16).unwrap();
-    assert!(phys != 0 && phys % 4096 == 0, "{dma}");
+    assert!(phys != 0 && phys.is_multiple_of(4096), "{dma}");
     assert_eq!(
         eventually(&s, from, "ATTACK region-type "),
         "ATTACK region-type REFUSED wrong-type"

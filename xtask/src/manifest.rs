@@ -674,7 +674,7 @@ fn check_cap(
                 i64::from(limits::MAX_REGION_PAGES),
             );
             let base = base? as u64;
-            if base % 4096 != 0 {
+            if !base.is_multiple_of(4096) {
                 c.error(
                     cap,
                     format!("process {pname:?}: mmio base {base:#x} is not page aligned; expected a multiple of 0x1000"),
