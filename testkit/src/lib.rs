@@ -279,11 +279,6 @@ impl Session {
             elapsed: self.started.elapsed(),
         }
     }
-
-    /// Time since QEMU started.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
 }
 
 /// Kills the child when dropped, so no QEMU outlives a failing test.

@@ -205,27 +205,6 @@ impl<const WORDS: usize> FramePool<WORDS> {
         }
         managed == self.managed_count && free == self.free_count
     }
-
-    /// Calls `f` for every managed run of frames `[start, end)`, merged where contiguous.
-    pub fn for_each_managed_run(&self, mut f: impl FnMut(u64, u64)) {
-        let mut run: Option<(u64, u64)> = None;
-        for n in 0..Self::CAPACITY as u64 {
-            let managed = self.managed[(n / 64) as usize] & (1 << (n % 64)) != 0;
-            let addr = n * FRAME_SIZE;
-            run = match (run, managed) {
-                (Some((s, e)), true) if e == addr => Some((s, addr + FRAME_SIZE)),
-                (Some((s, e)), true) => {
-                    f(s, e);
-                    Some((addr, addr + FRAME_SIZE))
-                }
-                (None, true) => Some((addr, addr + FRAME_SIZE)),
-                (r, false) => r,
-            };
-        }
-        if let Some((s, e)) = run {
-            f(s, e);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -283,19 +262,6 @@ mod tests {
         pool.add_region(0, 0x4000, &[]);
         assert_eq!(pool.managed(), 128);
         assert!(pool.is_consistent());
-    }
-
-    #[test]
-    fn reports_managed_runs_merged() {
-        let mut pool = Small::new();
-        pool.add_region(0x1000, 0x4000, &[(0x2000, 0x3000)]);
-        pool.add_region(0x10000, 0x12000, &[]);
-        let mut runs = Vec::new();
-        pool.for_each_managed_run(|s, e| runs.push((s, e)));
-        assert_eq!(
-            runs,
-            vec![(0x1000, 0x2000), (0x3000, 0x4000), (0x10000, 0x12000)]
-        );
     }
 
     #[test]
