@@ -249,6 +249,22 @@ fn workspace_programs() -> Result<manifest::Catalog, String> {
 
 /// Stops with the exact command to run when a tool the tests need is missing.
 fn check_prerequisites() -> Result<(), String> {
+    // rustup installs the toolchain file's targets with the toolchain; a machine whose rustup
+    // does not auto-install (RUSTUP_AUTO_INSTALL=0) may have the toolchain without them.
+    if let Ok(out) = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(workspace())
+        .output()
+        && out.status.success()
+        && !String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|t| t.trim() == KERNEL_TARGET)
+    {
+        return Err(format!(
+            "the Rust target {KERNEL_TARGET} is not installed. Install the pinned toolchain and \
+             its targets (rust-toolchain.toml) with:\n\n    rustup toolchain install\n"
+        ));
+    }
     let found = Command::new("qemu-system-x86_64")
         .arg("--version")
         .stdout(Stdio::null())
