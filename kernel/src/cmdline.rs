@@ -22,6 +22,9 @@ pub struct Options<'a> {
     pub debug_exit: bool,
     /// The test scenario; honoured only by the test image.
     pub test: Option<&'a str>,
+    /// Stop (exit code 0x10) right after the boot report and result frames instead of starting
+    /// the system: for runs that check only the kernel, so they need not wait for a shell.
+    pub stop_after_report: bool,
 }
 
 /// Something on the command line the kernel did not accept, for the boot log.
@@ -31,6 +34,8 @@ pub enum Rejected<'a> {
     BadNonce(&'a str),
     /// `brainix.exit` named an exit method we do not have.
     BadExit(&'a str),
+    /// `brainix.after-report` had a value other than `stop`.
+    BadAfterReport(&'a str),
     /// A `brainix.` option we do not know.
     UnknownOption(&'a str),
 }
@@ -46,6 +51,8 @@ impl Options<'_> {
                 "brainix.nonce" => reject(Rejected::BadNonce(value)),
                 "brainix.exit" if value == "isa-debug-exit" => options.debug_exit = true,
                 "brainix.exit" => reject(Rejected::BadExit(value)),
+                "brainix.after-report" if value == "stop" => options.stop_after_report = true,
+                "brainix.after-report" => reject(Rejected::BadAfterReport(value)),
                 "brainix.test" if !value.is_empty() => options.test = Some(value),
                 _ if key.starts_with("brainix.") => reject(Rejected::UnknownOption(word)),
                 // Options for someone else (a loader's own words) are none of our business.
@@ -96,6 +103,21 @@ mod tests {
             assert_eq!(o.nonce, None, "{bad:?} accepted");
             assert_eq!(r, vec![Rejected::BadNonce(bad)]);
         }
+    }
+
+    #[test]
+    fn stopping_after_the_report_needs_the_exact_value() {
+        let (o, r) = parse("brainix.after-report=stop");
+        assert!(o.stop_after_report && r.is_empty());
+        let (o, r) = parse("brainix.after-report=halt brainix.after-report");
+        assert!(!o.stop_after_report);
+        assert_eq!(
+            r,
+            vec![
+                Rejected::BadAfterReport("halt"),
+                Rejected::BadAfterReport("")
+            ]
+        );
     }
 
     #[test]

@@ -160,6 +160,21 @@ fn never_touches_the_debug_exit_port_unless_told() {
 }
 
 #[test]
+fn stops_after_the_report_when_asked_and_starts_nothing() {
+    let out = release()
+        .append(&format!("brainix.after-report=stop brainix.nonce={NONCE}"))
+        .run();
+    assert_eq!(
+        out.status,
+        Some(ExitCode::Success.qemu_status()),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(frames(&out).last().map(String::as_str), Some("END 7"));
+    assert!(!out.serial.contains("brainix: launched"), "{}", out.dump());
+}
+
+#[test]
 fn the_release_image_ignores_test_scenarios() {
     let mut s = release().append("brainix.test=pagefault").spawn();
     s.expect(

@@ -440,14 +440,19 @@ async fn run_group(
     (outcome, boots)
 }
 
-/// Kernel command line for a boot.
-pub fn cmdline(board: &Board, nonce: &Nonce, scenario: Option<&str>) -> String {
+/// Kernel command line for a boot. `kernel_only` asks the kernel to stop right after its result
+/// frames (`brainix.after-report=stop`) instead of starting the system: a boot whose checks are
+/// all about the kernel then ends at once, with no wait for a shell that nothing will use.
+pub fn cmdline(board: &Board, nonce: &Nonce, scenario: Option<&str>, kernel_only: bool) -> String {
     let mut words = vec![format!("brainix.nonce={}", nonce.as_str())];
     if board.has_exit_channel() {
         words.push("brainix.exit=isa-debug-exit".into());
     }
     if let Some(s) = scenario {
         words.push(format!("brainix.test={s}"));
+    }
+    if kernel_only {
+        words.push("brainix.after-report=stop".into());
     }
     words.extend(board.cmdline.iter().cloned());
     words.join(" ")
@@ -474,7 +479,13 @@ async fn boot_once(
 ) -> (BootRecord, Vec<CheckResult>) {
     let id = format!("{}/boot-{}-a{attempt}", board.name, group.index);
     let nonce = Nonce::generate();
-    let line = cmdline(board, &nonce, group.scenario.as_deref());
+    // Console and program checks need the running system; every other kind is answered by the
+    // kernel before it starts one.
+    let kernel_only = group
+        .checks
+        .iter()
+        .all(|c| !matches!(c.check.kind, CheckKind::Console | CheckKind::Program));
+    let line = cmdline(board, &nonce, group.scenario.as_deref(), kernel_only);
     let image = ctx.opts.image_dir.join(group.image.file_name());
     let rel_dir = PathBuf::from("logs").join(&board.name);
     let stem = format!("boot-{}-a{attempt}", group.index);

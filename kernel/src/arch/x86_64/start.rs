@@ -347,6 +347,10 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
         kprintln!("brainix: test scenario {t:?} ignored: this is the release image");
     }
 
+    if options.stop_after_report {
+        kprintln!("brainix: stopping after the report, as the command line asks");
+        stop(ExitCode::Success);
+    }
     if crate::manifest::SYSTEM.processes.is_empty() {
         kprintln!("brainix: boot complete; no processes in this image");
         stop(ExitCode::Success);
