@@ -109,6 +109,50 @@ impl fmt::Display for Features {
     }
 }
 
+/// Short names, as the SDM abbreviates them.
+const EXCEPTION_NAMES: [&str; 32] = [
+    "#DE divide error",
+    "#DB debug",
+    "NMI",
+    "#BP breakpoint",
+    "#OF overflow",
+    "#BR bound range",
+    "#UD invalid opcode",
+    "#NM device not available",
+    "#DF double fault",
+    "coprocessor segment overrun",
+    "#TS invalid TSS",
+    "#NP segment not present",
+    "#SS stack fault",
+    "#GP general protection",
+    "#PF page fault",
+    "reserved 15",
+    "#MF x87 error",
+    "#AC alignment check",
+    "#MC machine check",
+    "#XM SIMD error",
+    "#VE virtualization",
+    "#CP control protection",
+    "reserved 22",
+    "reserved 23",
+    "reserved 24",
+    "reserved 25",
+    "reserved 26",
+    "reserved 27",
+    "#HV hypervisor injection",
+    "#VC VMM communication",
+    "#SX security",
+    "reserved 31",
+];
+
+/// The name of exception `vector` (0 to 31), for fault reports in the kernel and in processes.
+pub fn exception_name(vector: u8) -> &'static str {
+    EXCEPTION_NAMES
+        .get(usize::from(vector))
+        .copied()
+        .unwrap_or("exception")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +177,13 @@ mod tests {
             ..Default::default()
         });
         assert!(!swapped.rdrand && !swapped.nx);
+    }
+
+    #[test]
+    fn exceptions_are_named_by_vector() {
+        assert_eq!(exception_name(14), "#PF page fault");
+        assert_eq!(exception_name(8), "#DF double fault");
+        assert_eq!(exception_name(99), "exception");
     }
 
     #[test]

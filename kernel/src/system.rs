@@ -305,18 +305,6 @@ pub struct System<S: Spaces, M: Machine> {
     pub current: Option<u16>,
 }
 
-/// Short names for the fault report, by vector.
-pub fn vector_name(vector: u8) -> &'static str {
-    match vector {
-        0 => "#DE divide error",
-        6 => "#UD invalid opcode",
-        13 => "#GP general protection",
-        14 => "#PF page fault",
-        17 => "#AC alignment check",
-        _ => "exception",
-    }
-}
-
 impl<S: Spaces, M: Machine> System<S, M> {
     /// The system described by `spec`, with nothing launched yet. Processes beyond
     /// [`MAX_PROCESSES`] and endpoints beyond [`MAX_ENDPOINTS`] are refused by the manifest
@@ -429,7 +417,7 @@ impl<S: Spaces, M: Machine> System<S, M> {
             } => self.machine.log(format_args!(
                 "brainix: FAULT: {name} (pid {pid}) killed: {} (vector {vector}) error={error:#x} \
                  addr={addr:#x} rip={rip:#x}",
-                vector_name(vector)
+                crate::cpu::exception_name(vector)
             )),
             Death::Stopped => self
                 .machine

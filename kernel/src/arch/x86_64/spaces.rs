@@ -95,11 +95,16 @@ impl Builder<'_> {
             return Err(MapError::OutOfFrames);
         }
         let frame = self.pool.alloc().map_err(|_| MapError::OutOfFrames)?.addr();
+        self.charge(frame);
+        Ok(frame)
+    }
+
+    /// Records a frame just taken from the pool as the process's, and zeroes it.
+    fn charge(&mut self, frame: u64) {
         self.list.frames[self.list.count] = frame;
         self.list.count += 1;
         // SAFETY: a pool frame, mapped in the direct map, handed out just now to nobody else.
         unsafe { core::ptr::write_bytes((PHYSMAP + frame) as *mut u8, 0, SIZE_4K as usize) };
-        Ok(frame)
     }
 }
 
@@ -119,11 +124,7 @@ impl Builder<'_> {
             .map_err(|_| LaunchError::OutOfMemory)?
             .addr();
         for i in 0..count as u64 {
-            let frame = first + i * SIZE_4K;
-            self.list.frames[self.list.count] = frame;
-            self.list.count += 1;
-            // SAFETY: a pool frame just handed out, mapped in the direct map.
-            unsafe { core::ptr::write_bytes((PHYSMAP + frame) as *mut u8, 0, SIZE_4K as usize) };
+            self.charge(first + i * SIZE_4K);
         }
         Ok(first)
     }

@@ -64,42 +64,6 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
-/// Short names, as the SDM abbreviates them.
-const NAMES: [&str; 32] = [
-    "#DE divide error",
-    "#DB debug",
-    "NMI",
-    "#BP breakpoint",
-    "#OF overflow",
-    "#BR bound range",
-    "#UD invalid opcode",
-    "#NM device not available",
-    "#DF double fault",
-    "coprocessor segment overrun",
-    "#TS invalid TSS",
-    "#NP segment not present",
-    "#SS stack fault",
-    "#GP general protection",
-    "#PF page fault",
-    "reserved 15",
-    "#MF x87 error",
-    "#AC alignment check",
-    "#MC machine check",
-    "#XM SIMD error",
-    "#VE virtualization",
-    "#CP control protection",
-    "reserved 22",
-    "reserved 23",
-    "reserved 24",
-    "reserved 25",
-    "reserved 26",
-    "reserved 27",
-    "#HV hypervisor injection",
-    "#VC VMM communication",
-    "#SX security",
-    "reserved 31",
-];
-
 /// Reports an exception the kernel cannot survive (any exception in kernel context, or a double
 /// fault, NMI or machine check anywhere) and stops with `0x40 + vector`.
 pub fn fatal(frame: &TrapFrame) -> ! {
@@ -107,7 +71,7 @@ pub fn fatal(frame: &TrapFrame) -> ! {
     let context = if frame.cs & 3 == 0 { "kernel" } else { "user" };
     kprintln!(
         "brainix: FATAL: exception {} (vector {}) in {} context",
-        NAMES[usize::from(vector)],
+        crate::cpu::exception_name(vector),
         vector,
         context
     );
