@@ -114,13 +114,19 @@ pub enum Syscall {
     /// length in bytes)`: where an MMIO region or DMA pool capability is mapped in the caller
     /// (at [`layout::region`] of its slot) and, for a device, where it is physically.
     RegionInfo = 23,
+    /// `report(report, outcome, buf: *const u8, len)`: the verdict of the one check the report
+    /// capability names, `outcome` 1 for PASS and 0 for FAIL, with a detail of at most
+    /// [`MAX_REPORT_DETAIL`] bytes. The kernel writes it as a nonce-framed `RESULT` line
+    /// (`docs/serial-protocol.md`); the caller never sees the nonce, so it can report only the
+    /// check its capability names, and only once per boot ([`Error::AlreadyReported`]).
+    Report = 24,
 }
 
 impl Syscall {
     /// The call for a number, if there is one.
     pub fn from_number(n: u64) -> Option<Syscall> {
         use Syscall::*;
-        const ALL: [Syscall; 24] = [
+        const ALL: [Syscall; 25] = [
             Exit,
             Yield,
             Uptime,
@@ -145,6 +151,7 @@ impl Syscall {
             Log,
             NullSyscall,
             RegionInfo,
+            Report,
         ];
         ALL.get(usize::try_from(n).ok()?).copied()
     }
@@ -181,13 +188,15 @@ pub enum Error {
     OutOfRange = 12,
     /// Another process already waits on this endpoint in the same role.
     Busy = 13,
+    /// The check this report capability names was already reported in this boot.
+    AlreadyReported = 14,
 }
 
 impl Error {
     /// The error for a code, if it is one.
     pub fn from_code(code: u64) -> Option<Error> {
         use Error::*;
-        const ALL: [Error; 13] = [
+        const ALL: [Error; 14] = [
             NoSuchCall,
             BadHandle,
             StaleHandle,
@@ -201,6 +210,7 @@ impl Error {
             Timeout,
             OutOfRange,
             Busy,
+            AlreadyReported,
         ];
         ALL.get(usize::try_from(code).ok()?.checked_sub(1)?)
             .copied()
@@ -222,6 +232,7 @@ impl Error {
             Error::Timeout => "timeout",
             Error::OutOfRange => "out-of-range",
             Error::Busy => "busy",
+            Error::AlreadyReported => "already-reported",
         }
     }
 }
@@ -274,6 +285,8 @@ pub enum CapType {
     AuditRead = 7,
     /// Writing lines to the kernel log.
     Log = 8,
+    /// Reporting the verdict of one named check, once ([`Syscall::Report`]).
+    Report = 9,
 }
 
 impl CapType {
@@ -289,6 +302,7 @@ impl CapType {
             ProcessControl,
             AuditRead,
             Log,
+            Report,
         ]
         .get(usize::try_from(n).ok()?.checked_sub(1)?)
         .copied()
@@ -305,9 +319,13 @@ impl CapType {
             CapType::ProcessControl => "process-control",
             CapType::AuditRead => "audit-read",
             CapType::Log => "log",
+            CapType::Report => "report",
         }
     }
 }
+
+/// Longest detail text [`Syscall::Report`] takes (the serial protocol's RESULT detail limit).
+pub const MAX_REPORT_DETAIL: usize = 160;
 
 /// Rights bits.
 pub mod rights {
@@ -530,7 +548,8 @@ mod tests {
         }
         assert_eq!(Syscall::from_number(22), Some(Syscall::NullSyscall));
         assert_eq!(Syscall::from_number(23), Some(Syscall::RegionInfo));
-        assert_eq!(Syscall::from_number(24), None);
+        assert_eq!(Syscall::from_number(24), Some(Syscall::Report));
+        assert_eq!(Syscall::from_number(25), None);
         assert_eq!(Error::from_code(0), None);
         assert_eq!(Error::from_code(13), Some(Error::Busy));
         assert_eq!(Syscall::from_number(u64::MAX), None);

@@ -65,6 +65,11 @@ pub enum Object {
     AuditRead,
     /// Kernel log output.
     Log,
+    /// The verdict of check `SystemSpec::reports[index]`.
+    Report {
+        /// Index into the manifest's report ids.
+        index: u16,
+    },
 }
 
 impl Object {
@@ -79,6 +84,7 @@ impl Object {
             Object::ProcessControl { .. } => CapType::ProcessControl,
             Object::AuditRead => CapType::AuditRead,
             Object::Log => CapType::Log,
+            Object::Report { .. } => CapType::Report,
         }
     }
 }
@@ -166,6 +172,7 @@ impl CapTable {
                 }
                 CapSpec::AuditRead => (Object::AuditRead, brainix_abi::rights::READ),
                 CapSpec::Log => (Object::Log, brainix_abi::rights::WRITE),
+                CapSpec::Report { index } => (Object::Report { index }, brainix_abi::rights::WRITE),
             };
             slot.cap = Some(Cap { object, rights });
         }

@@ -6,6 +6,37 @@
 #[cfg(target_os = "none")]
 use brainix_kernel as _;
 
+/// Feature markers: lab-runner reads these symbols from the image (`test-plans/features.toml`)
+/// to tell which checks this image can run; a check whose feature is missing is SKIP, never
+/// PASS. Each names a capability that is built and tested, not one that is planned. The linker
+/// script keeps their section.
+#[cfg(target_os = "none")]
+mod features {
+    macro_rules! marker {
+        ($($(#[$attr:meta])* $name:ident),* $(,)?) => {$(
+            $(#[$attr])*
+            #[used]
+            #[unsafe(no_mangle)]
+            #[unsafe(link_section = ".rodata.brainix_features")]
+            static $name: u8 = 1;
+        )*};
+    }
+    marker!(
+        /// Processes from the manifest, in their own address spaces.
+        BRAINIX_FEATURE_USERSPACE,
+        /// The shell on the trusted console, which reports `shell.ready`.
+        BRAINIX_FEATURE_SHELL,
+        /// Synchronous IPC: call, receive, reply, leases.
+        BRAINIX_FEATURE_IPC,
+        /// Per-process page tables without the kernel (KPTI).
+        BRAINIX_FEATURE_KPTI,
+        /// The test programs (attacks) of `system/test.toml`: only the test image, which is the
+        /// one built with the test hooks and that system.
+        #[cfg(feature = "test-hooks")]
+        BRAINIX_FEATURE_TEST_PROGRAMS,
+    );
+}
+
 #[cfg(not(target_os = "none"))]
 fn main() {
     eprintln!("brainix-kernel runs on bare metal: build it with `cargo xtask build`");

@@ -14,7 +14,14 @@ pub struct SystemSpec {
     pub processes: &'static [ProcessSpec],
     /// How many endpoint objects exist; endpoint ids are `0..endpoints`.
     pub endpoints: u16,
+    /// The check ids processes report through report capabilities, indexed by
+    /// [`CapSpec::Report::index`]: each is held by exactly one capability in the system, and at
+    /// most [`MAX_REPORTS`] exist.
+    pub reports: &'static [&'static str],
 }
+
+/// Report capabilities in one system: one bit each in the kernel's reported-set.
+pub const MAX_REPORTS: usize = 64;
 
 /// One declared process.
 #[derive(Debug)]
@@ -95,6 +102,11 @@ pub enum CapSpec {
     AuditRead,
     /// Writing to the kernel log.
     Log,
+    /// Reporting the verdict of check [`SystemSpec::reports`]`[index]`, once per boot.
+    Report {
+        /// Index into [`SystemSpec::reports`].
+        index: u16,
+    },
 }
 
 /// The system compiled into this image.
@@ -107,4 +119,5 @@ pub static SYSTEM: SystemSpec = SystemSpec {
     name: "empty",
     processes: &[],
     endpoints: 0,
+    reports: &[],
 };

@@ -7,11 +7,11 @@
 use core::fmt::{self, Write};
 
 /// Longest frame line, in bytes. A frame carries at most a 64-digit nonce, a 48-byte id and a
-/// 160-byte detail; 400 bytes holds that with room. A `PLAN` that would not fit is split by the
-/// caller into several.
+/// 160-byte detail; 400 bytes holds that with room. A `PLAN` that would not fit is split into
+/// several by [`Framer::plan`].
 pub const MAX_FRAME: usize = 400;
 /// Longest detail text in a `RESULT` frame.
-pub const MAX_DETAIL: usize = 160;
+pub const MAX_DETAIL: usize = brainix_abi::MAX_REPORT_DETAIL;
 
 /// CRC-32 (IEEE 802.3, reflected, as zlib computes it).
 pub fn crc32(data: &[u8]) -> u32 {
@@ -86,35 +86,84 @@ pub enum Outcome {
     Fail,
 }
 
-/// Writes frames for one boot: it owns the sequence counter so numbers never repeat or skip.
-pub struct Framer<'a> {
-    nonce: &'a str,
+/// The checks the kernel reports itself at boot, in the order it reports them. A system's report
+/// capabilities may not name these.
+pub const KERNEL_CHECKS: [&str; 7] = [
+    "boot.cpu-required",
+    "boot.protections",
+    "mem.wx",
+    "mem.sections",
+    "mem.stack-guards",
+    "mem.no-wx-alias",
+    "mem.frame-pool",
+];
+
+/// Longest nonce the protocol allows.
+pub const MAX_NONCE: usize = 64;
+
+/// Bytes a frame needs besides its body: `BNX1 `, the nonce, a space, up to 20 sequence digits,
+/// a space, and the ` *xxxxxxxx` trailer.
+const FRAME_OVERHEAD: usize = 5 + MAX_NONCE + 1 + 20 + 1 + 10;
+
+/// Writes frames for one boot: it owns the sequence counter so numbers never repeat or skip,
+/// and a copy of the nonce so it can outlive the boot path and serve the running system.
+pub struct Framer {
+    nonce: [u8; MAX_NONCE],
+    nonce_len: usize,
     seq: u64,
     results: u64,
 }
 
-impl<'a> Framer<'a> {
-    /// A framer for `nonce`, starting at sequence 0.
-    pub fn new(nonce: &'a str) -> Framer<'a> {
-        Framer {
-            nonce,
+impl Framer {
+    /// A framer for `nonce`, starting at sequence 0; `None` when the nonce is longer than the
+    /// protocol allows (the command-line parser refuses such a nonce first).
+    pub fn new(nonce: &str) -> Option<Framer> {
+        let mut copy = [0; MAX_NONCE];
+        copy.get_mut(..nonce.len())?
+            .copy_from_slice(nonce.as_bytes());
+        Some(Framer {
+            nonce: copy,
+            nonce_len: nonce.len(),
             seq: 0,
             results: 0,
-        }
+        })
     }
 
-    /// `PLAN id,id,...`.
-    pub fn plan(&mut self, ids: &[&str], out: &mut impl Write) -> fmt::Result {
-        self.frame(out, |l| {
-            l.write_str("PLAN ")?;
-            for (i, id) in ids.iter().enumerate() {
-                if i > 0 {
-                    l.write_char(',')?;
+    /// `PLAN id,id,...`, split into as many PLAN frames as the ids need (each frame fits in
+    /// [`MAX_FRAME`]); the protocol takes their union. Ids longer than a frame are skipped, and
+    /// the runner then reports them MISS.
+    pub fn plan<'i, I>(&mut self, ids: I, out: &mut impl Write) -> fmt::Result
+    where
+        I: Iterator<Item = &'i str> + Clone,
+    {
+        const BUDGET: usize = MAX_FRAME - FRAME_OVERHEAD - "PLAN ".len();
+        let mut rest = ids.filter(|id| id.len() <= BUDGET).peekable();
+        while rest.peek().is_some() {
+            // Ids joined by commas: each costs its length plus one, the first no comma.
+            let mut used = 0;
+            let count = rest
+                .clone()
+                .take_while(|id| {
+                    used += id.len() + 1;
+                    used <= BUDGET + 1
+                })
+                .count();
+            let chunk = rest.clone().take(count);
+            self.frame(out, |l| {
+                l.write_str("PLAN ")?;
+                for (i, id) in chunk.enumerate() {
+                    if i > 0 {
+                        l.write_char(',')?;
+                    }
+                    l.write_str(id)?;
                 }
-                l.write_str(id)?;
+                Ok(())
+            })?;
+            for _ in 0..count {
+                rest.next();
             }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 
     /// `RESULT id PASS|FAIL detail`; the detail is made printable and cut to [`MAX_DETAIL`].
@@ -158,7 +207,12 @@ impl<'a> Framer<'a> {
         body: impl FnOnce(&mut Line) -> fmt::Result,
     ) -> fmt::Result {
         let mut line = Line::new();
-        write!(line, "BNX1 {} {} ", self.nonce, self.seq)?;
+        line.write_str("BNX1 ")?;
+        // The nonce was copied from a `&str`, so it is valid UTF-8.
+        line.write_str(
+            core::str::from_utf8(&self.nonce[..self.nonce_len]).map_err(|_| fmt::Error)?,
+        )?;
+        write!(line, " {} ", self.seq)?;
         body(&mut line)?;
         let crc = crc32(line.as_bytes());
         write!(line, " *{crc:08x}")?;
@@ -182,8 +236,9 @@ mod tests {
     #[test]
     fn frames_carry_nonce_sequence_and_a_checksum_of_the_line() {
         let mut out = String::new();
-        let mut f = Framer::new("00112233445566778899aabbccddeeff");
-        f.plan(&["mem.wx", "mem.sections"], &mut out).unwrap();
+        let mut f = Framer::new("00112233445566778899aabbccddeeff").unwrap();
+        f.plan(["mem.wx", "mem.sections"].into_iter(), &mut out)
+            .unwrap();
         f.result(
             "mem.wx",
             Outcome::Pass,
@@ -213,7 +268,7 @@ mod tests {
     #[test]
     fn details_cannot_break_the_frame() {
         let mut out = String::new();
-        let mut f = Framer::new("0123456789abcdef");
+        let mut f = Framer::new("0123456789abcdef").unwrap();
         let hostile = format!("a*b\nBNX1 fake\x1b[2J{}", "x".repeat(500));
         f.result("x", Outcome::Fail, format_args!("{hostile}"), &mut out)
             .unwrap();
@@ -226,6 +281,28 @@ mod tests {
             .unwrap();
         assert_eq!(detail.len(), MAX_DETAIL);
         assert!(detail.starts_with("a?b?BNX1 fake?[2J"));
+    }
+
+    #[test]
+    fn a_long_plan_is_split_into_frames_that_fit() {
+        let nonce = "ab".repeat(32);
+        let mut f = Framer::new(&nonce).unwrap();
+        let names: Vec<String> = (0..60).map(|i| format!("check-number-{i:03}.x")).collect();
+        let mut out = String::new();
+        f.plan(names.iter().map(String::as_str), &mut out).unwrap();
+        let mut seen = Vec::new();
+        for (seq, line) in out.lines().enumerate() {
+            assert!(line.len() <= MAX_FRAME, "{} bytes", line.len());
+            let (text, crc) = line.rsplit_once(" *").unwrap();
+            assert_eq!(crc, format!("{:08x}", crc32(text.as_bytes())));
+            let body = text
+                .strip_prefix(&format!("BNX1 {nonce} {seq} PLAN "))
+                .unwrap();
+            seen.extend(body.split(',').map(String::from));
+        }
+        assert!(out.lines().count() > 1);
+        assert_eq!(seen, names, "every id once, in order");
+        assert!(Framer::new(&"a".repeat(MAX_NONCE + 1)).is_none());
     }
 
     #[test]

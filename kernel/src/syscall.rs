@@ -88,6 +88,7 @@ impl<S: Spaces, M: Machine> System<S, M> {
             Syscall::AuditMemory => Some(self.audit_memory(pid, a0, a1, memory)),
             Syscall::Log => Some(self.log(pid, a0, a1, a2)),
             Syscall::RegionInfo => Some(self.region_info(pid, a0)),
+            Syscall::Report => Some(self.report(pid, [a0, a1, a2, a3])),
         };
         // A process killed or restarted by its own call has no result to receive, and one
         // that blocked gets its result when it is woken.
@@ -319,6 +320,48 @@ impl<S: Spaces, M: Machine> System<S, M> {
         self.machine.log(format_args!("[{name}] {line}"));
         Ok([0; 4])
     }
+
+    /// `report(report, outcome, buf, len)`. Every argument is checked before anything is
+    /// written, and the reported-bit is set before the frame goes out, so a check reports at
+    /// most once per boot whatever its holder does (a restarted process included).
+    fn report(&mut self, pid: u16, [h, outcome, buf, len]: [u64; 4]) -> Result<[u64; 4], Error> {
+        let cap =
+            self.procs[usize::from(pid)]
+                .caps
+                .lookup(Handle(h), CapType::Report, rights::WRITE)?;
+        let Object::Report { index } = cap.object else {
+            return Err(Error::WrongType);
+        };
+        let pass = match outcome {
+            0 => false,
+            1 => true,
+            _ => return Err(Error::OutOfRange),
+        };
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= brainix_abi::MAX_REPORT_DETAIL)
+            .ok_or(Error::PayloadTooLarge)?;
+        let mut detail = [0u8; brainix_abi::MAX_REPORT_DETAIL];
+        self.spaces.read(pid, buf, &mut detail[..len])?;
+        // The manifest checker keeps indexes inside both; a table that disagrees is refused here
+        // rather than trusted.
+        let id = self
+            .spec
+            .reports
+            .get(usize::from(index))
+            .filter(|_| usize::from(index) < crate::manifest::MAX_REPORTS)
+            .ok_or(Error::BadHandle)?;
+        let bit = 1u64 << index;
+        if self.reported & bit != 0 {
+            return Err(Error::AlreadyReported);
+        }
+        self.reported |= bit;
+        // The framer makes every byte printable and drops `*`; text that is not UTF-8 is shown
+        // as `?` rather than refused, so a verdict is never lost to its detail.
+        let text = core::str::from_utf8(&detail[..len]).unwrap_or("?");
+        self.report_result(id, pass, text);
+        Ok([0; 4])
+    }
 }
 
 /// The two numbers an audit reports for an object.
@@ -330,5 +373,144 @@ fn describe(object: &Object) -> (u64, u64) {
         Object::Mmio { phys, pages } | Object::DmaPool { phys, pages } => (phys, u64::from(pages)),
         Object::ProcessControl { pid } => (u64::from(pid), 0),
         Object::AuditRead | Object::Log => (0, 0),
+        Object::Report { index } => (u64::from(index), 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::manifest::CapSpec;
+    use crate::report::{Framer, crc32};
+    use crate::system::Spaces;
+    use crate::system::fixture::*;
+    use brainix_abi::{Error, MAX_REPORT_DETAIL, Syscall};
+
+    const NONCE: &str = "0123456789abcdef0123456789abcdef";
+
+    /// `reporter` holds report index 0 (`auth.one`) in slot 0 and a log capability in slot 1;
+    /// `other` holds index 1 (`auth.two`).
+    fn reporters(framed: bool) -> TestSystem {
+        let mut s = system(
+            &[
+                (
+                    "reporter",
+                    1,
+                    vec![CapSpec::Report { index: 0 }, CapSpec::Log],
+                ),
+                ("other", 2, vec![CapSpec::Report { index: 1 }]),
+            ],
+            0,
+        );
+        if framed {
+            let mut f = Framer::new(NONCE).unwrap();
+            // The boot path announced the plan (sequence 0) before the system started.
+            f.plan(["auth.one", "auth.two"].into_iter(), &mut String::new())
+                .unwrap();
+            s.framer = Some(f);
+        }
+        s
+    }
+
+    fn report(
+        s: &mut TestSystem,
+        pid: u16,
+        slot: u16,
+        outcome: u64,
+        detail: &[u8],
+    ) -> Result<[u64; 4], Error> {
+        s.spaces.write(pid, MEM, detail).unwrap();
+        call(
+            s,
+            pid,
+            Syscall::Report,
+            [h(slot), outcome, MEM, detail.len() as u64, 0],
+        );
+        result(s, pid).unwrap()
+    }
+
+    fn frames(console: &str) -> Vec<String> {
+        console
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (text, crc) = l.rsplit_once(" *").expect("a CRC trailer");
+                assert_eq!(crc, format!("{:08x}", crc32(text.as_bytes())));
+                text.strip_prefix(&format!("BNX1 {NONCE} "))
+                    .expect("our nonce")
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_report_becomes_one_framed_result_and_the_last_one_ends_the_stream() {
+        let mut s = reporters(true);
+        assert_eq!(report(&mut s, 0, 0, 1, b"refused: bad-handle"), Ok([0; 4]));
+        assert!(
+            s.machine.console.starts_with('\n'),
+            "a frame starts on a fresh line"
+        );
+        assert_eq!(
+            frames(&s.machine.console),
+            ["1 RESULT auth.one PASS refused: bad-handle"]
+        );
+        assert_eq!(report(&mut s, 1, 0, 0, b"it\x1b[2J*worked\n"), Ok([0; 4]));
+        assert_eq!(
+            frames(&s.machine.console)[1..],
+            ["2 RESULT auth.two FAIL it?[2J?worked?", "3 END 2"]
+        );
+    }
+
+    #[test]
+    fn a_check_reports_once_and_only_through_its_own_capability() {
+        let mut s = reporters(true);
+        assert_eq!(report(&mut s, 0, 0, 1, b""), Ok([0; 4]));
+        let before = s.machine.console.clone();
+        // Once reported, the verdict stands: a second report (from a restarted process too) is
+        // refused and writes nothing.
+        assert_eq!(
+            report(&mut s, 0, 0, 0, b"changed my mind"),
+            Err(Error::AlreadyReported)
+        );
+        // Another capability type, an empty slot and a forged generation are refused.
+        assert_eq!(report(&mut s, 0, 1, 1, b""), Err(Error::WrongType));
+        assert_eq!(report(&mut s, 0, 5, 1, b""), Err(Error::BadHandle));
+        s.spaces.write(1, MEM, b"x").unwrap();
+        call(&mut s, 1, Syscall::Report, [h(0) + (7 << 16), 1, MEM, 1, 0]);
+        assert!(matches!(
+            result(&s, 1),
+            Some(Err(Error::StaleHandle | Error::BadHandle))
+        ));
+        assert_eq!(s.machine.console, before, "no refused call wrote a byte");
+        assert_eq!(s.reported, 1);
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_before_anything_is_reported() {
+        let mut s = reporters(true);
+        assert_eq!(report(&mut s, 0, 0, 2, b""), Err(Error::OutOfRange));
+        let long = [b'a'; MAX_REPORT_DETAIL + 1];
+        assert_eq!(report(&mut s, 0, 0, 1, &long), Err(Error::PayloadTooLarge));
+        call(&mut s, 0, Syscall::Report, [h(0), 1, 0xdead_0000, 4, 0]);
+        assert_eq!(result(&s, 0), Some(Err(Error::BadAddress)));
+        assert_eq!((s.reported, s.machine.console.as_str()), (0, ""));
+        // The check can still be reported properly afterwards.
+        assert_eq!(
+            report(&mut s, 0, 0, 1, &long[..MAX_REPORT_DETAIL]),
+            Ok([0; 4])
+        );
+    }
+
+    #[test]
+    fn without_a_nonce_a_report_is_a_log_line_for_people() {
+        let mut s = reporters(false);
+        assert_eq!(report(&mut s, 1, 0, 1, b"fine"), Ok([0; 4]));
+        assert_eq!(s.machine.console, "");
+        assert!(
+            s.machine
+                .log
+                .iter()
+                .any(|l| l == "check auth.two PASS: fine")
+        );
     }
 }

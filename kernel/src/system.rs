@@ -7,7 +7,8 @@
 //! [`crate::sched`].
 
 use crate::cap::CapTable;
-use crate::manifest::{CapSpec, ProcessSpec, SystemSpec};
+use crate::manifest::{CapSpec, MAX_REPORTS, ProcessSpec, SystemSpec};
+use crate::report::Outcome;
 use brainix_abi::{Error, NOTIFY_CHILD_DIED, ProcessState};
 use core::fmt;
 
@@ -265,6 +266,18 @@ pub trait Machine {
     fn irq_unmask(&mut self, line: u8);
     /// The time-stamp counter.
     fn tsc(&self) -> u64;
+    /// Writes text to the console as it is: for result frames, which carry their own line end.
+    fn console_write(&mut self, text: &str);
+}
+
+/// The console as a [`fmt::Write`], for the framer.
+struct ConsoleOut<'a, M: Machine>(&'a mut M);
+
+impl<M: Machine> fmt::Write for ConsoleOut<'_, M> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.console_write(s);
+        Ok(())
+    }
 }
 
 /// Why a process stopped running.
@@ -303,6 +316,11 @@ pub struct System<S: Spaces, M: Machine> {
     pub ticks: u64,
     /// The process on the CPU, if any.
     pub current: Option<u16>,
+    /// The run's result frames after boot, when the command line gave a nonce and the boot
+    /// path announced the manifest's report ids; `None` otherwise.
+    pub framer: Option<crate::report::Framer>,
+    /// Which of [`SystemSpec::reports`] have been reported (bit = index).
+    pub reported: u64,
 }
 
 impl<S: Spaces, M: Machine> System<S, M> {
@@ -334,6 +352,31 @@ impl<S: Spaces, M: Machine> System<S, M> {
             machine,
             ticks: 0,
             current: None,
+            framer: None,
+            reported: 0,
+        }
+    }
+
+    /// Writes one check's verdict: a RESULT frame when the run has a framer (and END once every
+    /// announced report id has reported), a log line for people otherwise. The frame starts on a
+    /// fresh line, because a process may have left a line half written on the shared UART.
+    pub fn report_result(&mut self, id: &str, pass: bool, detail: &str) {
+        let outcome = if pass { Outcome::Pass } else { Outcome::Fail };
+        let all = self.spec.reports.len().min(MAX_REPORTS);
+        let done = self.reported.count_ones() as usize >= all;
+        match self.framer.as_mut() {
+            Some(framer) => {
+                let out = &mut ConsoleOut(&mut self.machine);
+                let _ = fmt::Write::write_char(out, '\n');
+                let _ = framer.result(id, outcome, format_args!("{detail}"), out);
+                if done {
+                    let _ = framer.end(out);
+                }
+            }
+            None => self.machine.log(format_args!(
+                "check {id} {}: {detail}",
+                if pass { "PASS" } else { "FAIL" }
+            )),
         }
     }
 
@@ -635,6 +678,7 @@ pub mod fixture {
         pub log: Vec<String>,
         pub ports: Vec<(u16, u8)>,
         pub unmasked: Vec<u8>,
+        pub console: String,
     }
 
     impl Machine for FakeMachine {
@@ -652,6 +696,9 @@ pub mod fixture {
         }
         fn tsc(&self) -> u64 {
             12345
+        }
+        fn console_write(&mut self, text: &str) {
+            self.console.push_str(text);
         }
     }
 
@@ -677,6 +724,7 @@ pub mod fixture {
             name: "test",
             processes: Box::leak(processes.into_boxed_slice()),
             endpoints,
+            reports: &["auth.one", "auth.two"],
         }));
         let mut s = System::new(spec, FakeSpaces::default(), FakeMachine::default());
         s.boot();

@@ -44,14 +44,15 @@ fn frames(out: &Outcome) -> Vec<String> {
     bodies
 }
 
-/// Boots the release image until the result frames end. It goes on to the shell (see
-/// `qemu_system.rs`); the harness stops it here.
+/// Boots the release image until the result frames end: the kernel's seven, then the shell's
+/// `shell.ready` from its report capability, after which the kernel sends END. The system goes
+/// on (see `qemu_system.rs`); the harness stops it here.
 fn boots_and_self_checks(machine: &str) {
     let mut session = release()
         .machine(machine)
         .append(&format!("brainix.nonce={NONCE}"))
         .spawn();
-    session.expect(&format!("BNX1 {NONCE} 8 END 7 *"), Duration::from_secs(60));
+    session.expect(&format!("BNX1 {NONCE} 9 END 8 *"), Duration::from_secs(60));
     session.expect("\n", Duration::from_secs(10));
     let out = session.outcome();
     let report = out
@@ -90,6 +91,11 @@ fn boots_and_self_checks(machine: &str) {
         );
     }
     assert_eq!(bodies.last().unwrap(), &format!("END {}", planned.len()));
+    assert_eq!(
+        planned.last(),
+        Some(&"shell.ready"),
+        "the manifest's report id is announced"
+    );
 }
 
 #[test]

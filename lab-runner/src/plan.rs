@@ -180,6 +180,23 @@ impl Check {
     pub fn needs_boot(&self) -> bool {
         self.kind != CheckKind::Static
     }
+
+    /// True when the check needs the system running, not only the kernel's boot checks: it
+    /// types on the console, runs a program, or waits for a result a process reports.
+    pub fn needs_system(&self) -> bool {
+        matches!(self.kind, CheckKind::Console | CheckKind::Program)
+            || self.requires.iter().any(|r| r == "userspace")
+    }
+
+    /// The line typed on the target console for this check: the command, or `start <program>`
+    /// (the shell asks the supervisor to start the program's process).
+    pub fn typed_line(&self) -> Option<String> {
+        match self.kind {
+            CheckKind::Console => self.command.clone(),
+            CheckKind::Program => self.program.as_ref().map(|p| format!("start {p}")),
+            _ => None,
+        }
+    }
 }
 
 /// A validated plan.
@@ -434,6 +451,20 @@ fn validate_check(i: usize, c: &Check, features: &FeatureRegistry, f: &mut Findi
             &at("command"),
             "console command is empty or has control characters",
             "printable ASCII typed as one line",
+        );
+    }
+    if c.kind == CheckKind::Program
+        && let Some(p) = &c.program
+        && (p.is_empty()
+            || p.len() > 32
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        f.add(
+            &at("program"),
+            format!("program name {p:?} cannot name a process in the image"),
+            "1 to 32 letters, digits, '-' or '_' (a process name in the system manifest)",
         );
     }
 }

@@ -23,7 +23,7 @@ use crate::console_log::ConsoleLog;
 use crate::plan::{Check, CheckKind, FeatureRegistry, ImageKind, Plan};
 use crate::protocol::{ExitMeaning, Nonce};
 use crate::report::{BootRecord, CheckResult, Evidence, Report, State};
-use crate::session::{self, Ending, Limits, Observation};
+use crate::session::{self, Ending, Limits, Observation, Script, Step};
 
 /// Run settings.
 #[derive(Debug, Clone)]
@@ -207,11 +207,12 @@ fn plan_board(
                     done.push(result(board, &pc, state, reason));
                     continue;
                 }
-                CheckKind::Console => {
-                    done.push(result(board, &pc, State::Error, "this lab-runner cannot type console commands yet (the shell protocol is not defined); the check cannot be run".into()));
-                    continue;
-                }
-                CheckKind::Frame | CheckKind::Program | CheckKind::BootReport if refuse => {
+                CheckKind::Frame
+                | CheckKind::Program
+                | CheckKind::Console
+                | CheckKind::BootReport
+                    if refuse =>
+                {
                     done.push(result(board, &pc, State::Skip, format!("board `{}` expects the kernel to refuse to boot; only its exit check applies", board.name)));
                     continue;
                 }
@@ -440,6 +441,46 @@ async fn run_group(
     (outcome, boots)
 }
 
+/// The RESULT id the target's shell reports just before it first reads the console
+/// (`brainix_proto::shell::READY`); the runner types nothing before it.
+pub const READY_ID: &str = "shell.ready";
+
+/// What to type for a boot that runs the system: one step per check, in plan order. Frame checks
+/// only wait; a line two checks share (one program answering both) is typed once.
+fn script(board: &Board, group: &BootGroup) -> Script {
+    let mut typed: Vec<String> = Vec::new();
+    let steps = group
+        .checks
+        .iter()
+        .filter(|pc| {
+            matches!(
+                pc.check.kind,
+                CheckKind::Frame | CheckKind::Console | CheckKind::Program
+            )
+        })
+        .map(|pc| {
+            let line = pc.check.typed_line().filter(|l| !typed.contains(l));
+            if let Some(l) = &line {
+                typed.push(l.clone());
+            }
+            Step {
+                line,
+                awaits: vec![pc.check.result_id().to_owned()],
+                timeout: board.scaled(pc.check.timeout_s),
+            }
+        })
+        .collect();
+    let char_delay = board
+        .physical
+        .as_ref()
+        .map_or(Duration::ZERO, |p| p.console.tx_char_delay());
+    Script {
+        ready: READY_ID.to_owned(),
+        steps,
+        char_delay,
+    }
+}
+
 /// Kernel command line for a boot. `kernel_only` asks the kernel to stop right after its result
 /// frames (`brainix.after-report=stop`) instead of starting the system: a boot whose checks are
 /// all about the kernel then ends at once, with no wait for a shell that nothing will use.
@@ -481,10 +522,8 @@ async fn boot_once(
     let nonce = Nonce::generate();
     // Console and program checks need the running system; every other kind is answered by the
     // kernel before it starts one.
-    let kernel_only = group
-        .checks
-        .iter()
-        .all(|c| !matches!(c.check.kind, CheckKind::Console | CheckKind::Program));
+    let kernel_only = group.checks.iter().all(|c| !c.check.needs_system());
+    let script = (!kernel_only).then(|| script(board, group));
     let line = cmdline(board, &nonce, group.scenario.as_deref(), kernel_only);
     let image = ctx.opts.image_dir.join(group.image.file_name());
     let rel_dir = PathBuf::from("logs").join(&board.name);
@@ -552,7 +591,11 @@ async fn boot_once(
         }
     };
     let checks: Vec<&Check> = group.checks.iter().map(|c| &c.check).collect();
-    let lim = limits(board, &checks);
+    let mut lim = limits(board, &checks);
+    if !kernel_only {
+        // Reaching the shell is a second boot phase after the kernel's plan.
+        lim.checks += board.boot_timeout();
+    }
     let watch: Vec<String> = group
         .checks
         .iter()
@@ -574,10 +617,12 @@ async fn boot_once(
                 }
             };
             match qemu::Machine::start(board, &image, &line, work.path()).await {
-                Ok((mut machine, console)) => {
+                Ok((mut machine, console, input)) => {
                     record.command = machine.command.clone();
-                    let obs = session::drive(
+                    let input: session::ConsoleWriter = Box::new(input);
+                    let obs = session::drive_with(
                         console,
+                        script.map(|s| (s, input)),
                         machine.wait(),
                         nonce.clone(),
                         &lim,
@@ -601,6 +646,7 @@ async fn boot_once(
                 &lim,
                 &watch,
                 &mut log,
+                script,
             )
             .await
             {
@@ -742,7 +788,13 @@ pub fn evaluate(board: &Board, check: &Check, obs: &Observation) -> (State, Stri
                     "the target's PLAN does not announce `{id}` (it announced {})",
                     ids.join(", ")
                 ),
-                Some(_) => format!("`{id}` was announced but never reported: {}", why_missing()),
+                Some(_) => match (&obs.typed, check.typed_line()) {
+                    (Some(t), Some(line)) if t.ready_at.is_none() => format!(
+                        "`{id}` was announced but never reported: the target never reported `{READY_ID}`, so `{line}` was not typed; {}",
+                        why_missing()
+                    ),
+                    _ => format!("`{id}` was announced but never reported: {}", why_missing()),
+                },
                 None => format!("no PLAN frame from the target: {}", why_missing()),
             };
             (State::Miss, reason, obs.tail.clone())
@@ -966,6 +1018,7 @@ mod tests {
             evidence: BTreeMap::new(),
             report_evidence: vec![],
             tail: vec![],
+            typed: None,
             watched,
         }
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::{Instant, sleep_until};
 
 use crate::console_log::ConsoleLog;
@@ -40,6 +40,47 @@ pub struct Limits {
     pub expect_exit: bool,
 }
 
+/// Console input for one boot: the lines typed on the target once it says it reads its console.
+///
+/// Readiness is a result frame, never a prompt: the target's shell reports the check
+/// [`Script::ready`] just before it first reads, so nothing a process prints can make the runner
+/// type early, and a slow boot is waited for rather than raced.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// The RESULT id whose arrival means typed input will be read.
+    pub ready: String,
+    /// Steps, typed one at a time, in order.
+    pub steps: Vec<Step>,
+    /// Pause after each typed byte (targets without a receive FIFO drop characters otherwise).
+    pub char_delay: Duration,
+}
+
+/// Where typed bytes go: the console's transmit side.
+pub type ConsoleWriter = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// One typed line and what it should bring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The line to type; `None` when an earlier step already typed it (two checks answered by
+    /// one program), so this step only waits.
+    pub line: Option<String>,
+    /// RESULT ids this step waits for; the next step starts when all arrived or time is up.
+    pub awaits: Vec<String>,
+    /// How long the step may take after its line is typed.
+    pub timeout: Duration,
+}
+
+/// Where a script got to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Typed {
+    /// The target reported ready (after this long from the start of the boot).
+    pub ready_at: Option<Duration>,
+    /// Lines typed, with the console line number they were typed after.
+    pub lines: Vec<(u64, String)>,
+    /// Steps whose results did not all arrive in time.
+    pub timed_out: usize,
+}
+
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
@@ -59,6 +100,10 @@ pub enum Ending {
     ConsoleClosed,
     /// Reading the console failed.
     ConsoleError(String),
+    /// Every result the runner waits for arrived (a running system, which does not exit).
+    AllReported,
+    /// Typing on the console failed.
+    InputError(String),
 }
 
 impl Ending {
@@ -81,6 +126,8 @@ impl Ending {
             Ending::ExitTimeout => "exit timeout: END received but the machine did not exit".into(),
             Ending::ConsoleClosed => "console closed while the machine was running".into(),
             Ending::ConsoleError(e) => format!("console read failed: {e}"),
+            Ending::AllReported => "every awaited result arrived".into(),
+            Ending::InputError(e) => format!("typing on the console failed: {e}"),
         }
     }
 }
@@ -108,12 +155,14 @@ pub struct Observation {
     pub tail: Vec<String>,
     /// Lines that contained one of the watched texts: (line number, escaped line).
     pub watched: Vec<(u64, String)>,
+    /// What was typed, when the boot had a script.
+    pub typed: Option<Typed>,
 }
 
 /// Runs one boot's console to its end. `exit` resolves when the machine exits (never, for
 /// machines without an exit channel). Never returns early on hostile input.
 pub async fn drive<R, X>(
-    mut console: R,
+    console: R,
     exit: X,
     nonce: Nonce,
     limits: &Limits,
@@ -124,6 +173,105 @@ where
     R: AsyncRead + Unpin,
     X: Future<Output = Option<i32>>,
 {
+    drive_with(console, None, exit, nonce, limits, watch, log).await
+}
+
+/// A script's progress inside [`drive_with`].
+struct Typist {
+    script: Script,
+    writer: ConsoleWriter,
+    next: usize,
+    /// The running step's deadline.
+    deadline: Option<Instant>,
+    typed: Typed,
+}
+
+impl Typist {
+    /// True when every id a step waits for, and the target announced, has arrived (an id the
+    /// target did not announce cannot arrive).
+    fn all_arrived(&self, t: &Transcript) -> bool {
+        let announced = |id: &String| t.plan.as_ref().is_some_and(|(ids, _)| ids.contains(id));
+        self.script
+            .steps
+            .iter()
+            .flat_map(|s| s.awaits.iter())
+            .filter(|id| announced(id))
+            .all(|id| t.results.contains_key(id))
+    }
+
+    /// Moves the script on: types the next line once the target is ready and the running step
+    /// is done. Returns an error only when typing itself failed.
+    async fn advance(
+        &mut self,
+        t: &Transcript,
+        now: Instant,
+        start: Instant,
+        line_no: u64,
+    ) -> std::io::Result<()> {
+        if self.typed.ready_at.is_none() {
+            if !t.results.contains_key(&self.script.ready) {
+                return Ok(());
+            }
+            self.typed.ready_at = Some(now - start);
+        }
+        loop {
+            if let Some(deadline) = self.deadline {
+                let step = &self.script.steps[self.next - 1];
+                let done = step.awaits.iter().all(|id| t.results.contains_key(id));
+                if !done && now < deadline {
+                    return Ok(());
+                }
+                if !done {
+                    self.typed.timed_out += 1;
+                }
+                self.deadline = None;
+            }
+            let Some(step) = self.script.steps.get(self.next) else {
+                return Ok(());
+            };
+            self.next += 1;
+            // A check the target did not announce cannot arrive: do not wait for it.
+            let announced = t
+                .plan
+                .as_ref()
+                .is_some_and(|(ids, _)| step.awaits.iter().any(|a| ids.contains(a)));
+            if !announced {
+                continue;
+            }
+            if let Some(line) = &step.line {
+                crate::backend::physical::type_line(&mut self.writer, line, self.script.char_delay)
+                    .await?;
+                self.typed.lines.push((line_no, line.clone()));
+            }
+            self.deadline = Some(Instant::now() + step.timeout);
+        }
+    }
+}
+
+/// [`drive`], typing `script` on the console once the target reports ready. The session ends
+/// when every result the script waits for has arrived (a running system never exits by itself),
+/// or by the usual timeouts.
+pub async fn drive_with<R, X>(
+    mut console: R,
+    input: Option<(Script, ConsoleWriter)>,
+    exit: X,
+    nonce: Nonce,
+    limits: &Limits,
+    watch: &[String],
+    log: &mut ConsoleLog,
+) -> Observation
+where
+    R: AsyncRead + Unpin,
+    X: Future<Output = Option<i32>>,
+{
+    let mut typist = input.map(|(script, writer)| Typist {
+        script,
+        writer,
+        next: 0,
+        deadline: None,
+        typed: Typed::default(),
+    });
+    let mut lines_seen = 0u64;
     let start = Instant::now();
     let mut transcript = Transcript::new(nonce);
     let mut assembler = LineAssembler::new();
@@ -144,6 +292,21 @@ where
         if end_at.is_some() && !limits.expect_exit {
             break Ending::EndFrame;
         }
+        if let Some(ty) = typist.as_mut() {
+            if let Err(e) = ty
+                .advance(&transcript, Instant::now(), start, lines_seen)
+                .await
+            {
+                break Ending::InputError(e.to_string());
+            }
+            if ty.next >= ty.script.steps.len()
+                && ty.deadline.is_none()
+                && ty.all_arrived(&transcript)
+                && exited.is_none()
+            {
+                break Ending::AllReported;
+            }
+        }
         let (phase_deadline, phase_ending) = match (exited, end_at, plan_at) {
             (Some((t, status)), _, _) => (t + DRAIN_AFTER_EXIT, Ending::Exited(status)),
             (None, Some(t), _) => (t + limits.exit, Ending::ExitTimeout),
@@ -151,11 +314,18 @@ where
             (None, None, None) => (start + limits.boot, Ending::BootTimeout),
         };
         let silence_deadline = last_byte + limits.silence;
-        let (deadline, timeout_ending) = if exited.is_none() && silence_deadline < phase_deadline {
-            (silence_deadline, Ending::SilenceTimeout)
-        } else {
-            (phase_deadline, phase_ending)
-        };
+        let (mut deadline, timeout_ending) =
+            if exited.is_none() && silence_deadline < phase_deadline {
+                (silence_deadline, Ending::SilenceTimeout)
+            } else {
+                (phase_deadline, phase_ending)
+            };
+        // Wake for the running step's deadline too; the loop then moves the script on.
+        let step_deadline = typist.as_ref().and_then(|t| t.deadline);
+        let step_wakes = step_deadline.is_some_and(|d| d < deadline);
+        if let Some(d) = step_deadline.filter(|_| step_wakes) {
+            deadline = d;
+        }
         tokio::select! {
             r = console.read(&mut buf) => match r {
                 Ok(0) => match exited {
@@ -176,6 +346,7 @@ where
                     assembler.feed(&buf[..n], |l| completed.push(l));
                     for line in completed {
                         let no = log.line(&line);
+                        lines_seen = no;
                         note_watched(&line.bytes, no, watch, &mut watched);
                         match transcript.feed(no, &line) {
                             Event::Plan => { plan_at = Some(now); last_frame_line = no; }
@@ -192,7 +363,7 @@ where
                 Err(e) => break Ending::ConsoleError(e.to_string()),
             },
             status = &mut exit, if exited.is_none() => exited = Some((Instant::now(), status)),
-            _ = sleep_until(deadline) => break timeout_ending,
+            _ = sleep_until(deadline) => if !step_wakes { break timeout_ending },
         }
     };
     if let Some(line) = assembler.finish() {
@@ -212,6 +383,7 @@ where
         report_evidence,
         tail: log.tail(),
         watched,
+        typed: typist.map(|t| t.typed),
     }
 }
 
@@ -431,6 +603,181 @@ mod tests {
         .await;
         assert_eq!(obs.ending, Ending::ExitTimeout);
         drop(tx);
+    }
+
+    /// A fake target: prints `before`, then answers each typed line per `answer` (typed line to
+    /// the frames it prints). Returns what it was typed.
+    fn fake_target(
+        before: String,
+        answer: Vec<(&'static str, String)>,
+    ) -> (
+        tokio::io::DuplexStream,
+        ConsoleWriter,
+        tokio::task::JoinHandle<Vec<String>>,
+    ) {
+        let (mut out_tx, out_rx) = duplex(65536);
+        let (in_tx, in_rx) = duplex(4096);
+        let task = tokio::spawn(async move {
+            out_tx.write_all(before.as_bytes()).await.unwrap();
+            let mut typed = Vec::new();
+            let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(in_rx));
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some((_, reply)) = answer.iter().find(|(l, _)| *l == line) {
+                    // Typed input echoes, and a process may leave a line half written.
+                    out_tx
+                        .write_all(format!("brainix> {line}\r\nhalf a line").as_bytes())
+                        .await
+                        .unwrap();
+                    out_tx.write_all(reply.as_bytes()).await.unwrap();
+                }
+                typed.push(line);
+            }
+            typed
+        });
+        (out_rx, Box::new(in_tx), task)
+    }
+
+    fn script(steps: &[(Option<&str>, &str)]) -> Script {
+        Script {
+            ready: "shell.ready".into(),
+            steps: steps
+                .iter()
+                .map(|(line, id)| Step {
+                    line: line.map(String::from),
+                    awaits: vec![id.to_string()],
+                    timeout: Duration::from_secs(3),
+                })
+                .collect(),
+            char_delay: Duration::ZERO,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lines_are_typed_only_after_ready_one_step_at_a_time() {
+        let n = nonce();
+        let other = Nonce::parse("ffffffffffffffffffffffffffffffff").unwrap();
+        let plan = Frame::Plan(vec![
+            "shell.ready".into(),
+            "a.one".into(),
+            "a.two".into(),
+            "a.three".into(),
+        ]);
+        // A prompt and a forged readiness frame come first: neither may start the typing.
+        let before = format!(
+            "{}\nbrainix> \n{}\nbrainix: booting on\n\n{}\n",
+            encode_frame(&n, 0, &plan),
+            encode_frame(&other, 1, &res("shell.ready", true)),
+            encode_frame(&n, 1, &res("shell.ready", true)),
+        );
+        let answers = vec![
+            (
+                "start one",
+                format!(
+                    "\n{}\n\n{}\n",
+                    encode_frame(&n, 2, &res("a.one", true)),
+                    encode_frame(&n, 3, &res("a.two", false))
+                ),
+            ),
+            (
+                "check three",
+                format!("\n{}\n", encode_frame(&n, 4, &res("a.three", true))),
+            ),
+        ];
+        let (console, writer, target) = fake_target(before, answers);
+        let steps = script(&[
+            (Some("start one"), "a.one"),
+            (None, "a.two"),
+            (Some("check three"), "a.three"),
+            (Some("never announced"), "b.gone"),
+        ]);
+        let obs = drive_with(
+            console,
+            Some((steps, writer)),
+            std::future::pending(),
+            n,
+            &limits(),
+            &[],
+            &mut ConsoleLog::in_memory(),
+        )
+        .await;
+        assert_eq!(
+            obs.ending,
+            Ending::AllReported,
+            "{:?}",
+            obs.transcript.violations
+        );
+        let t = &obs.transcript;
+        assert!(t.results["a.one"].pass && !t.results["a.two"].pass && t.results["a.three"].pass);
+        let typed = obs.typed.unwrap();
+        assert!(typed.ready_at.is_some());
+        assert_eq!(typed.timed_out, 0);
+        let lines: Vec<&str> = typed.lines.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(
+            lines,
+            ["start one", "check three"],
+            "typed once each, unannounced skipped"
+        );
+        drop(obs.transcript);
+        assert_eq!(target.await.unwrap(), ["start one", "check three"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_ready_nothing_is_typed_and_a_silent_step_times_out() {
+        let n = nonce();
+        let plan = Frame::Plan(vec!["shell.ready".into(), "a.one".into(), "a.two".into()]);
+        // Never ready: nothing typed, the check budget ends the boot.
+        let before = format!("{}\nbrainix> ", encode_frame(&n, 0, &plan));
+        let (console, writer, target) = fake_target(before, vec![]);
+        let obs = drive_with(
+            console,
+            Some((script(&[(Some("start one"), "a.one")]), writer)),
+            std::future::pending(),
+            n.clone(),
+            &limits(),
+            &[],
+            &mut ConsoleLog::in_memory(),
+        )
+        .await;
+        assert!(matches!(
+            obs.ending,
+            Ending::CheckTimeout | Ending::SilenceTimeout
+        ));
+        let typed = obs.typed.unwrap();
+        assert!(typed.ready_at.is_none() && typed.lines.is_empty());
+        assert!(target.await.unwrap().is_empty());
+
+        // Ready, but the first step never answers: its timeout moves the script on.
+        let before = format!(
+            "{}\n{}\n",
+            encode_frame(&n, 0, &plan),
+            encode_frame(&n, 1, &res("shell.ready", true))
+        );
+        let answers = vec![(
+            "start two",
+            format!("\n{}\n", encode_frame(&n, 2, &res("a.two", true))),
+        )];
+        let (console, writer, _target) = fake_target(before, answers);
+        let mut lim = limits();
+        lim.silence = Duration::from_secs(60);
+        let obs = drive_with(
+            console,
+            Some((
+                script(&[(Some("start one"), "a.one"), (Some("start two"), "a.two")]),
+                writer,
+            )),
+            std::future::pending(),
+            n,
+            &lim,
+            &[],
+            &mut ConsoleLog::in_memory(),
+        )
+        .await;
+        let typed = obs.typed.unwrap();
+        assert_eq!(typed.timed_out, 1);
+        assert_eq!(typed.lines.len(), 2);
+        assert!(obs.transcript.results["a.two"].pass);
+        assert!(!obs.transcript.results.contains_key("a.one"));
+        assert_eq!(obs.ending, Ending::CheckTimeout, "a.one never came");
     }
 
     #[tokio::test(start_paused = true)]

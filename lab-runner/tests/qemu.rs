@@ -171,3 +171,119 @@ fn matrix_runs_every_qemu_board_and_shards_merge_back() {
         "matrix has a column per board"
     );
 }
+
+#[test]
+fn program_checks_are_typed_after_ready_and_judged_from_the_targets_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = lab_runner(
+        &["run", "--board", "qemu-q35", "--plan", "all", "--quiet"],
+        tmp.path(),
+        &[],
+    );
+    assert_eq!(o.code, 0, "{}", o.output);
+    let report = o.report.as_ref().unwrap();
+    let programs: Vec<_> = report
+        .results
+        .iter()
+        .filter(|r| r.kind == lab_runner::plan::CheckKind::Program && r.state == State::Pass)
+        .collect();
+    assert!(programs.len() >= 17, "{}", o.output);
+    for r in &report.results {
+        assert!(
+            matches!(r.state, State::Pass | State::Skip),
+            "{} {}: {}",
+            r.check,
+            r.state,
+            r.reason
+        );
+    }
+    // The verdict is the target's own frame, and its evidence shows the typed command.
+    let (state, reason) = o.state("qemu-q35", "mem.write-text");
+    assert_eq!(state, State::Pass, "{reason}");
+    assert!(reason.contains("fault vector 14"), "{reason}");
+    let r = report
+        .results
+        .iter()
+        .find(|r| r.check == "auth.forged-handle")
+        .unwrap();
+    assert!(
+        r.evidence
+            .lines
+            .iter()
+            .any(|l| l.contains("start forged-handle"))
+            && r.evidence
+                .lines
+                .iter()
+                .any(|l| l.contains("RESULT auth.forged-handle PASS refused with bad-handle")),
+        "{:?}",
+        r.evidence.lines
+    );
+}
+
+#[test]
+fn a_program_check_the_target_never_answers_is_miss_not_pass() {
+    // A plan asking for a result no process of the image reports, and a program the image does
+    // not have: both are MISS with the reason, and the run fails.
+    let tmp = tempfile::tempdir().unwrap();
+    let plans = tmp.path().join("plans");
+    std::fs::create_dir_all(&plans).unwrap();
+    std::fs::copy(
+        common::workspace().join("test-plans/features.toml"),
+        plans.join("features.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        plans.join("inv-auth.toml"),
+        r#"schema = 1
+name = "inv-auth"
+invariant = "INV-AUTH"
+title = "t"
+
+[[check]]
+id = "auth.unreported"
+title = "a result nobody reports"
+kind = "program"
+image = "test"
+program = "forged-handle"
+result = "auth.nobody"
+timeout_s = 2
+requires = ["userspace", "test-programs"]
+
+[[check]]
+id = "auth.no-such-program"
+title = "a program the image lacks"
+kind = "program"
+image = "test"
+program = "no-such-program"
+result = "auth.stale-handle"
+timeout_s = 2
+requires = ["userspace", "test-programs"]
+"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = lab_runner(
+        &[
+            "run",
+            "--board",
+            "qemu-q35",
+            "--plan",
+            "inv-auth",
+            "--quiet",
+            "--plans-dir",
+            plans.to_str().unwrap(),
+        ],
+        &out,
+        &[],
+    );
+    assert_eq!(o.code, 1, "{}", o.output);
+    let (state, reason) = o.state("qemu-q35", "auth.unreported");
+    assert_eq!(state, State::Miss, "{reason}");
+    assert!(
+        reason.contains("PLAN does not announce `auth.nobody`"),
+        "{reason}"
+    );
+    let (state, reason) = o.state("qemu-q35", "auth.no-such-program");
+    assert_eq!(state, State::Miss, "{reason}");
+    assert!(reason.contains("announced but never reported"), "{reason}");
+}

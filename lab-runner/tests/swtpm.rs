@@ -14,9 +14,10 @@ async fn ovmf_tpm_board_starts_qemu_with_swtpm_and_stop_reaps_both() {
     let board = Board::load(&common::workspace().join("boards/qemu-q35-uefi-tpm.toml")).unwrap();
     let image = common::image_dir().join("brainix-kernel.elf");
     let work = tempfile::tempdir().unwrap();
-    let (machine, _console) = Machine::start(&board, &image, "brainix.nonce=00", work.path())
-        .await
-        .expect("machine starts");
+    let (machine, _console, _input) =
+        Machine::start(&board, &image, "brainix.nonce=00", work.path())
+            .await
+            .expect("machine starts");
     let pids = machine.pids();
     assert_eq!(pids.len(), 2, "QEMU and swtpm");
     // A wrong -tpmdev, pflash or drive argument makes QEMU exit at once; it must still run.

@@ -35,6 +35,7 @@
 //!   { type = "process-control", process = "shell" },
 //!   { type = "audit-read" },
 //!   { type = "log" },
+//!   { type = "report", check = "auth.forged-handle" }, # one check id, one holder per system
 //! ]
 //! ```
 
@@ -67,6 +68,10 @@ pub mod limits {
     pub const MAX_STACK_PAGES: u32 = 256;
     /// Largest memory budget: what the kernel lets one process own.
     pub const MAX_MEMORY_PAGES: u32 = brainix_kernel::system::MAX_PROCESS_PAGES as u32;
+    /// Report capabilities (check ids) in one system.
+    pub const MAX_REPORTS: usize = brainix_kernel::manifest::MAX_REPORTS;
+    /// Longest check id (the serial protocol's limit).
+    pub const MAX_CHECK_ID: usize = 48;
     /// Largest MMIO region or DMA pool: one capability slot's window.
     pub const MAX_REGION_PAGES: u32 = (brainix_abi::layout::REGION_STRIDE / 4096) as u32;
     /// Pages of page tables to allow for every process, besides the ones its image and stack
@@ -165,6 +170,7 @@ struct CapToml {
     bit: Option<Spanned<i64>>,
     process: Option<Spanned<String>>,
     pages: Option<Spanned<i64>>,
+    check: Option<Spanned<String>>,
 }
 
 // ---- the checked system ----
@@ -211,6 +217,8 @@ pub struct System {
     pub endpoints: Vec<String>,
     /// Processes, by pid.
     pub processes: Vec<Process>,
+    /// Check ids of the report capabilities, by index.
+    pub reports: Vec<String>,
 }
 
 /// Line of a byte offset (1-based).
@@ -352,6 +360,7 @@ pub fn check(file: &Path, src: &str) -> Result<System, Errors> {
     let mut processes = Vec::new();
     // Who holds RECEIVE on each endpoint, and where.
     let mut receivers: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+    let mut reports: Vec<String> = Vec::new();
     let mut irq_owner: BTreeMap<u8, String> = BTreeMap::new();
     // Badges of the senders on each endpoint, so that no two processes look alike to a server.
     let mut badges: BTreeMap<(u16, u64), String> = BTreeMap::new();
@@ -390,7 +399,14 @@ pub fn check(file: &Path, src: &str) -> Result<System, Errors> {
         let mut lines = BTreeSet::new();
         let mut bits = BTreeSet::new();
         for cap in cap_list {
-            let Some(resolved) = check_cap(&mut c, (pid, &pname), cap, &endpoint_ids, &pids) else {
+            let resolved = check_cap(
+                &mut c,
+                (pid, &pname),
+                cap,
+                (&endpoint_ids, &pids),
+                &mut reports,
+            );
+            let Some(resolved) = resolved else {
                 continue;
             };
             match resolved {
@@ -482,6 +498,7 @@ pub fn check(file: &Path, src: &str) -> Result<System, Errors> {
         name: parsed.name.into_inner(),
         endpoints,
         processes,
+        reports,
     })
 }
 
@@ -494,6 +511,7 @@ fn fields_allowed(kind: &str) -> Option<&'static [&'static str]> {
         "process-control" => &["process"],
         "mmio" => &["base", "pages", "rights"],
         "dma-pool" => &["pages"],
+        "report" => &["check"],
         "audit-read" | "log" => &[],
         _ => return None,
     })
@@ -503,8 +521,8 @@ fn check_cap(
     c: &mut Checker<'_>,
     (pid, pname): (usize, &str),
     cap: &Spanned<CapToml>,
-    endpoints: &BTreeMap<String, u16>,
-    pids: &BTreeMap<String, u16>,
+    (endpoints, pids): (&BTreeMap<String, u16>, &BTreeMap<String, u16>),
+    reports: &mut Vec<String>,
 ) -> Option<Cap> {
     let t = cap.get_ref();
     let kind = t.kind.get_ref().as_str();
@@ -512,7 +530,7 @@ fn check_cap(
         c.error(
             &t.kind,
             format!(
-                "process {pname:?}: unknown capability type {kind:?}; expected one of endpoint, io-ports, irq, mmio, dma-pool, process-control, audit-read, log"
+                "process {pname:?}: unknown capability type {kind:?}; expected one of endpoint, io-ports, irq, mmio, dma-pool, process-control, audit-read, log, report"
             ),
         );
         return None;
@@ -527,6 +545,7 @@ fn check_cap(
         ("bit", t.bit.is_some()),
         ("process", t.process.is_some()),
         ("pages", t.pages.is_some()),
+        ("check", t.check.is_some()),
     ];
     let mut ok = true;
     for (field, is) in present {
@@ -568,6 +587,7 @@ fn check_cap(
             need(c, "rights", t.rights.is_some());
         }
         "dma-pool" => need(c, "pages", t.pages.is_some()),
+        "report" => need(c, "check", t.check.is_some()),
         _ => {}
     }
     if !ok {
@@ -699,8 +719,53 @@ fn check_cap(
             })
         }
         "audit-read" => Some(Cap::AuditRead),
+        "report" => check_report(c, pname, t.check.as_ref()?, reports),
         _ => Some(Cap::Log),
     }
+}
+
+/// A report capability: a well-formed check id that no other capability and no kernel check
+/// reports, within the kernel's capacity.
+fn check_report(
+    c: &mut Checker<'_>,
+    pname: &str,
+    id: &Spanned<String>,
+    reports: &mut Vec<String>,
+) -> Option<Cap> {
+    let text = id.get_ref();
+    let well_formed = (1..=limits::MAX_CHECK_ID).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let problem = if !well_formed {
+        Some(format!(
+            "check id {text:?} is not 1 to {} of a-z, 0-9, '.' and '-' (the serial protocol's id)",
+            limits::MAX_CHECK_ID
+        ))
+    } else if brainix_kernel::report::KERNEL_CHECKS.contains(&text.as_str()) {
+        Some(format!(
+            "check {text:?} is one the kernel reports itself; expected an id of this system's own"
+        ))
+    } else if reports.contains(text) {
+        Some(format!(
+            "check {text:?} already has a report capability; expected exactly one holder per check"
+        ))
+    } else if reports.len() == limits::MAX_REPORTS {
+        Some(format!(
+            "check {text:?} is one report capability too many; expected at most {}",
+            limits::MAX_REPORTS
+        ))
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        c.error(id, format!("process {pname:?}: {p}"));
+        return None;
+    }
+    reports.push(text.clone());
+    Some(Cap::Report {
+        index: (reports.len() - 1) as u16,
+    })
 }
 
 /// The workspace's programs: package name to the names of its binaries.
@@ -886,6 +951,7 @@ pub fn generate(system: &System, images: &[PathBuf]) -> String {
                 Cap::ProcessControl { pid } => format!("ProcessControl {{ pid: {pid} }}"),
                 Cap::AuditRead => "AuditRead".into(),
                 Cap::Log => "Log".into(),
+                Cap::Report { index } => format!("Report {{ index: {index} }}"),
             };
             let _ = writeln!(
                 out,
@@ -897,6 +963,7 @@ pub fn generate(system: &System, images: &[PathBuf]) -> String {
     }
     let _ = writeln!(out, "    ],");
     let _ = writeln!(out, "    endpoints: {},", system.endpoints.len());
+    let _ = writeln!(out, "    reports: &{:?},", system.reports);
     let _ = writeln!(out, "}}");
     out
 }

@@ -22,7 +22,7 @@ use super::process;
 use crate::board::{Board, ConsoleMethod, ImageMethod, PhysicalBoard, PowerMethod};
 use crate::console_log::ConsoleLog;
 use crate::protocol::Nonce;
-use crate::session::{self, Limits, Observation};
+use crate::session::{self, ConsoleWriter, Limits, Observation, Script};
 use crate::template::Template;
 
 /// Default lock directory when the board and `$BRAINIX_LOCK_DIR` name none.
@@ -299,12 +299,15 @@ pub async fn deliver(
     }
 }
 
-/// An open console: the reading end, and what stops its reader.
+/// An open console: the reading end, the transmit side, and what stops its threads.
 pub struct Console {
     /// Bytes from the machine.
     pub reader: DuplexStream,
+    /// Bytes to the machine; taken by the session that types on it.
+    pub writer: Option<ConsoleWriter>,
     stop: Arc<AtomicBool>,
     reader_thread: Option<std::thread::JoinHandle<()>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
     /// Description for the report.
     pub describe: String,
 }
@@ -315,8 +318,20 @@ impl Drop for Console {
         // Close our end first so a reader blocked on a full pipe wakes up, then wait for the
         // thread: the device must be closed before the next boot on this board opens it.
         self.reader = tokio::io::duplex(1).0;
+        self.writer = None;
         if let Some(t) = self.reader_thread.take() {
             let _ = t.join();
+        }
+        // The writer thread ends when the last writer handle is dropped (end of input); a
+        // session that still holds one is its own bug, so wait only briefly, then let it go.
+        if let Some(t) = self.writer_thread.take() {
+            for _ in 0..20 {
+                if t.is_finished() {
+                    let _ = t.join();
+                    break;
+                }
+                std::thread::sleep(SERIAL_POLL);
+            }
         }
     }
 }
@@ -326,6 +341,8 @@ pub async fn open_console(c: &ConsoleMethod) -> Result<Console, PhysicalError> {
     let (mut writer, reader) = tokio::io::duplex(CONSOLE_BUFFER);
     let stop = Arc::new(AtomicBool::new(false));
     let mut reader_thread = None;
+    let mut writer_thread = None;
+    let input: ConsoleWriter;
     let describe = match c {
         ConsoleMethod::Serial { device, baud, .. } => {
             let mut port = serialport::new(device.to_string_lossy(), *baud)
@@ -336,6 +353,21 @@ pub async fn open_console(c: &ConsoleMethod) -> Result<Console, PhysicalError> {
                 })?;
             let handle = tokio::runtime::Handle::current();
             let flag = stop.clone();
+            let mut tx_port = port.try_clone_native().map_err(|e| {
+                PhysicalError::Console(format!("opening {} for writing: {e}", device.display()))
+            })?;
+            let (typed, mut typed_rx) = tokio::io::duplex(TYPED_BUFFER);
+            input = Box::new(typed);
+            let tx_handle = handle.clone();
+            writer_thread = Some(std::thread::spawn(move || {
+                let mut buf = [0u8; TYPED_BUFFER];
+                // Ends at end of input (every writer handle dropped) or when the port fails.
+                while let Ok(n @ 1..) = tx_handle.block_on(typed_rx.read(&mut buf)) {
+                    if port_write_all(&mut tx_port, &buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }));
             reader_thread = Some(std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while !flag.load(Ordering::SeqCst) {
@@ -362,9 +394,12 @@ pub async fn open_console(c: &ConsoleMethod) -> Result<Console, PhysicalError> {
         ConsoleMethod::Tcp {
             address, rfc2217, ..
         } => {
-            let mut stream = tokio::net::TcpStream::connect(address.as_str())
+            let stream = tokio::net::TcpStream::connect(address.as_str())
                 .await
                 .map_err(|e| PhysicalError::Console(format!("connecting to {address}: {e}")))?;
+            let (mut stream, tx) = stream.into_split();
+            // Typed text is printable ASCII (plans are checked), so no telnet IAC escaping.
+            input = Box::new(tx);
             let telnet = *rfc2217;
             let flag = stop.clone();
             tokio::spawn(async move {
@@ -392,10 +427,30 @@ pub async fn open_console(c: &ConsoleMethod) -> Result<Console, PhysicalError> {
     };
     Ok(Console {
         reader,
+        writer: Some(input),
         stop,
         reader_thread,
+        writer_thread,
         describe,
     })
+}
+
+/// Bytes buffered between the session's typing and the serial writer thread.
+const TYPED_BUFFER: usize = 1024;
+
+/// Writes all of `data` to a serial port, waiting out its write timeouts.
+fn port_write_all(port: &mut serialport::TTYPort, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        match port.write(data) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e)
+                if e.kind() == std::io::ErrorKind::TimedOut
+                    || e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    port.flush()
 }
 
 /// Removes telnet (RFC 854/2217) command sequences from a byte stream; `IAC IAC` is a data 0xff.
@@ -524,6 +579,7 @@ pub async fn boot(
     limits: &Limits,
     watch: &[String],
     log: &mut ConsoleLog,
+    script: Option<Script>,
 ) -> Result<(Observation, Vec<String>), PhysicalError> {
     let lock = BoardLock::acquire(&lock_dir(p), &board.name)?;
     deliver(board, p, image, cmdline).await?;
@@ -547,8 +603,13 @@ pub async fn boot(
         },
     };
     power(board, p, true).await?;
-    let obs = session::drive(
+    let input = match (script, console.writer.take()) {
+        (Some(s), Some(w)) => Some((s, w)),
+        _ => None,
+    };
+    let obs = session::drive_with(
         &mut console.reader,
+        input,
         std::future::pending(),
         nonce,
         limits,

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
-use tokio::process::{ChildStdout, Command};
+use tokio::process::{ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
 
 use super::process::{self, Guard};
@@ -166,7 +166,7 @@ impl Machine {
         image: &Path,
         cmdline: &str,
         work: &Path,
-    ) -> Result<(Machine, ChildStdout), QemuError> {
+    ) -> Result<(Machine, ChildStdout, ChildStdin), QemuError> {
         let q = board
             .qemu
             .as_ref()
@@ -188,7 +188,7 @@ impl Machine {
         let argv = args(board, q, image, cmdline, work, socket.as_deref());
         let mut cmd = Command::new(&program);
         cmd.args(&argv)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut qemu = process::spawn(&mut cmd, "qemu").map_err(|e| QemuError::Spawn {
@@ -196,6 +196,8 @@ impl Machine {
             source: e,
         })?;
         let stdout = qemu.child_mut().stdout.take().expect("stdout was piped");
+        // The console's transmit side: `-chardev stdio` reads the guest's serial input here.
+        let stdin = qemu.child_mut().stdin.take().expect("stdin was piped");
         let stderr = qemu.child_mut().stderr.take().map(|mut err| {
             tokio::spawn(async move {
                 let mut kept = Vec::new();
@@ -221,6 +223,7 @@ impl Machine {
                 command,
             },
             stdout,
+            stdin,
         ))
     }
 

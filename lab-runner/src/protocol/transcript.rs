@@ -160,11 +160,24 @@ impl Transcript {
         }
         self.next_seq += 1;
         match frame {
+            // A plan too long for one frame comes as several, all before the first result.
             Frame::Plan(ids) => {
-                if self.plan.is_some() {
-                    return self.reject(line, true, "second PLAN".into());
+                if !self.results.is_empty() {
+                    return self.reject(line, true, "PLAN after a RESULT".into());
                 }
-                self.plan = Some((ids, line));
+                let known = self.plan.as_ref().map_or(&[][..], |(k, _)| k.as_slice());
+                let dup = ids
+                    .iter()
+                    .enumerate()
+                    .find(|(n, i)| known.contains(i) || ids[..*n].contains(i));
+                if let Some((_, dup)) = dup {
+                    let reason = format!("PLAN announces `{dup}` twice");
+                    return self.reject(line, true, reason);
+                }
+                self.plan
+                    .get_or_insert_with(|| (Vec::new(), line))
+                    .0
+                    .extend(ids);
                 Event::Plan
             }
             Frame::Result { id, pass, detail } => {
@@ -267,6 +280,33 @@ mod tests {
         assert!(t.results["a"].pass && !t.results["b"].pass);
         assert_eq!(t.end, Some((2, 6)));
         assert!(!t.boot_reports[0].after_plan);
+    }
+
+    #[test]
+    fn a_plan_may_span_frames_until_the_first_result() {
+        let n = nonce();
+        let t = run(&[
+            encode_frame(&n, 0, &Frame::Plan(vec!["a".into(), "b".into()])),
+            encode_frame(&n, 1, &Frame::Plan(vec!["c".into()])),
+            encode_frame(&n, 2, &res("c", true)),
+        ]);
+        assert_eq!(t.plan, Some((vec!["a".into(), "b".into(), "c".into()], 1)));
+        assert!(t.results["c"].pass && !t.is_distrusted());
+        // An id announced twice, or a plan after a result, distrusts the stream.
+        let t = run(&[
+            encode_frame(&n, 0, &Frame::Plan(vec!["a".into()])),
+            encode_frame(&n, 1, &Frame::Plan(vec!["b".into(), "a".into()])),
+        ]);
+        assert_eq!(t.distrusted_from, Some(2));
+        assert_eq!(t.plan.unwrap().0, ["a"]);
+        let t = run(&[
+            encode_frame(&n, 0, &Frame::Plan(vec!["a".into()])),
+            encode_frame(&n, 1, &res("a", true)),
+            encode_frame(&n, 2, &Frame::Plan(vec!["b".into()])),
+            encode_frame(&n, 3, &res("b", true)),
+        ]);
+        assert_eq!(t.distrusted_from, Some(3));
+        assert!(!t.results.contains_key("b"));
     }
 
     #[test]

@@ -11,20 +11,28 @@
 //! `ATTACK <name> ATTEMPT` first, so a test can see the attempt came before the kernel's fault
 //! report; reaching the line after the attempt prints `NOT-REFUSED`.
 //!
+//! Each refusal is also a check verdict for lab-runner: the program holds one report capability
+//! per refusal it tries, after its other capabilities, and reports them in the order it tries
+//! them. A verdict is PASS only when the kernel refused with exactly the expected error. The
+//! attempts that must end in a fault are judged by the supervisor, which sees the fault
+//! ([`brainix_proto::attack::FAULTS`]).
+//!
 //! Slots ([`brainix_proto::attack::slots`]): 0 the console (send), 1 the capability under attack
-//! when the test needs one.
+//! when the test needs one, then the report capabilities.
 #![no_std]
 #![deny(missing_docs)]
 
 use brainix_abi::{Error, Handle};
 use brainix_proto::{attack::slots, launch_handle};
 use brainix_rt::fmt::Buffer;
-use brainix_rt::{Endpoint, cap, println};
+use brainix_rt::{Endpoint, Report, cap, println};
 use core::fmt::Write;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// An address in the kernel's window (the top 2 GiB, where the kernel image is linked). With
-/// KPTI no user page table maps anything there.
-pub const KERNEL_ADDR: u64 = 0xffff_ffff_8010_0000;
+/// Which report capability the next verdict goes to.
+static NEXT_VERDICT: AtomicUsize = AtomicUsize::new(0);
+
+pub use brainix_proto::attack::KERNEL_ADDR;
 
 /// Exit code when the kernel refused, as it must.
 pub const EXIT_REFUSED: u64 = 0;
@@ -62,18 +70,50 @@ pub fn result_line(name: &str, outcome: Result<(), Error>) -> Buffer<96> {
     line
 }
 
-/// Prints the result line and exits with [`EXIT_REFUSED`] or [`EXIT_NOT_REFUSED`].
-pub fn finish(name: &str, outcome: Result<(), Error>) -> ! {
-    report(name, outcome);
+/// The verdict on an outcome: PASS only for a refusal with `expected`, and its detail.
+pub fn verdict(outcome: Result<(), Error>, expected: Error) -> (bool, Buffer<96>) {
+    let mut detail = Buffer::new();
+    let pass = outcome == Err(expected);
+    let _ = match outcome {
+        Err(e) if pass => write!(detail, "refused with {}", e.name()),
+        Err(e) => write!(
+            detail,
+            "refused with {}, expected {}",
+            e.name(),
+            expected.name()
+        ),
+        Ok(()) => write!(detail, "NOT refused; expected {}", expected.name()),
+    };
+    (pass, detail)
+}
+
+/// Prints the result line, reports the verdict, and exits with [`EXIT_REFUSED`] or
+/// [`EXIT_NOT_REFUSED`].
+pub fn finish(name: &str, expected: Error, outcome: Result<(), Error>) -> ! {
+    report(name, expected, outcome);
     cap::exit(match outcome {
         Err(_) => EXIT_REFUSED,
         Ok(()) => EXIT_NOT_REFUSED,
     })
 }
 
-/// Prints the result line and goes on (for a program that tries more than one thing).
-pub fn report(name: &str, outcome: Result<(), Error>) {
+/// Prints the result line and reports the verdict through the next report capability, then
+/// goes on (for a program that tries more than one thing).
+pub fn report(name: &str, expected: Error, outcome: Result<(), Error>) {
     println!("{}", result_line(name, outcome).as_str());
+    let (pass, detail) = verdict(outcome, expected);
+    check(pass, detail.as_bytes());
+}
+
+/// Reports the next check's verdict. Without a report capability (a system that does not
+/// test) there is nobody to tell, and the printed line stands alone.
+pub fn check(pass: bool, detail: &[u8]) {
+    let n = NEXT_VERDICT.fetch_add(1, Ordering::Relaxed);
+    if let Some(r) = Report::nth(n)
+        && let Err(e) = r.report(pass, detail)
+    {
+        println!("ATTACK verdict {n} not reported: {}", e.name());
+    }
 }
 
 /// Announces an attempt the kernel must answer by killing the process.
@@ -82,14 +122,32 @@ pub fn attempt(name: &str) {
 }
 
 /// After an attempt the process should not have survived: say so and exit.
+/// The verdict is the supervisor's, which sees the exit instead of the expected fault.
 pub fn survived(name: &str) -> ! {
-    finish(name, Ok(()))
+    println!("{}", result_line(name, Ok(())).as_str());
+    cap::exit(EXIT_NOT_REFUSED)
 }
 
 #[cfg(test)]
 mod tests {
     extern crate std;
     use super::*;
+
+    #[test]
+    fn only_the_expected_refusal_passes() {
+        let (pass, detail) = verdict(Err(Error::BadHandle), Error::BadHandle);
+        assert!(pass);
+        assert_eq!(detail.as_str(), "refused with bad-handle");
+        let (pass, detail) = verdict(Err(Error::WrongType), Error::BadHandle);
+        assert!(!pass);
+        assert_eq!(
+            detail.as_str(),
+            "refused with wrong-type, expected bad-handle"
+        );
+        let (pass, detail) = verdict(Ok(()), Error::StaleHandle);
+        assert!(!pass);
+        assert_eq!(detail.as_str(), "NOT refused; expected stale-handle");
+    }
 
     #[test]
     fn result_lines_are_exact() {

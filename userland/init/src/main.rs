@@ -8,7 +8,10 @@
 //!   exit code, or fault vector and address) and restarts the ones the manifest marks
 //!   restartable, at most [`supervisor::MAX_RESTARTS`] times each;
 //! - serves the shell's requests on its endpoint ([`brainix_proto::supervisor`]): `KILL` and
-//!   `START` a pid.
+//!   `START` a pid;
+//! - judges the attacks that must end in a fault ([`brainix_proto::attack::FAULTS`]): a report
+//!   capability right after a process's control capability is the verdict on that process's
+//!   first death, PASS only for the expected page fault.
 //!
 //! Slots ([`supervisor::slots`]): log, audit (read-only), its endpoint (receive), then one
 //! process-control capability per supervised process. It finds their targets with `cap_info`,
@@ -20,7 +23,7 @@ mod supervise;
 use brainix_abi::{Error, FOREVER, Handle, Message, NOTIFY_CHILD_DIED};
 use brainix_proto::{launch_handle, status_of, supervisor, supervisor::slots};
 use brainix_rt::fmt::Buffer;
-use brainix_rt::{AuditRead, Endpoint, Log, ProcessControl, Received, cap, process};
+use brainix_rt::{AuditRead, Endpoint, Log, ProcessControl, Received, Report, cap, process};
 use core::fmt::Write;
 use supervise::{Action, Table};
 
@@ -33,6 +36,8 @@ struct Init {
     log: Log,
     audit: AuditRead,
     table: Table<ProcessControl>,
+    /// The report capability that judges a pid's death, by pid.
+    verdicts: [Option<(u64, Report)>; supervise::MAX_SUPERVISED],
 }
 
 fn run(_pid: u64) -> ! {
@@ -41,17 +46,32 @@ fn run(_pid: u64) -> ! {
         log: Log(launch_handle(slots::LOG)),
         audit: AuditRead(launch_handle(slots::AUDIT)),
         table: Table::new(),
+        verdicts: [None; supervise::MAX_SUPERVISED],
     };
+    let mut judged = 0;
     for slot in slots::FIRST_CONTROL..SLOTS {
         let handle = Handle::new(slot, 1);
-        if let Ok(info) = cap::cap_info(handle)
-            && info.cap_type() == Some(brainix_abi::CapType::ProcessControl)
-            && !init.table.add(info.detail, ProcessControl(handle))
-        {
+        let is = |h: Handle, t: brainix_abi::CapType| {
+            cap::cap_info(h).is_ok_and(|i| i.cap_type() == Some(t))
+        };
+        let Ok(info) = cap::cap_info(handle) else {
+            continue;
+        };
+        if info.cap_type() != Some(brainix_abi::CapType::ProcessControl) {
+            continue;
+        }
+        if !init.table.add(info.detail, ProcessControl(handle)) {
             init.say(format_args!(
                 "cannot supervise pid {}: table full",
                 info.detail
             ));
+        }
+        let next = Handle::new(slot + 1, 1);
+        if is(next, brainix_abi::CapType::Report)
+            && let Some(v) = init.verdicts.get_mut(judged)
+        {
+            *v = Some((info.detail, Report(next)));
+            judged += 1;
         }
     }
     init.announce();
@@ -118,7 +138,11 @@ impl Init {
                 }
             };
             let name = process::name(&info);
-            match self.table.observe(i, &info) {
+            let action = self.table.observe(i, &info);
+            if action != Action::Nothing {
+                self.judge(pid, name, &info);
+            }
+            match action {
                 Action::Nothing => {}
                 Action::Report => self.say(format_args!(
                     "{name} (pid {pid}) died: {}; not restarted",
@@ -139,6 +163,33 @@ impl Init {
                     }
                 }
             }
+        }
+    }
+
+    /// If `pid`'s death is a check's verdict, reports it (once: the kernel refuses a second).
+    fn judge(&self, pid: u64, name: &str, info: &brainix_abi::ProcessInfo) {
+        let Some((_, report)) = self.verdicts.iter().flatten().find(|(p, _)| *p == pid) else {
+            return;
+        };
+        let mut detail = Buffer::<{ brainix_abi::MAX_REPORT_DETAIL }>::new();
+        let pass = match brainix_proto::attack::fault_for(name) {
+            Some(f) => {
+                let _ = write!(
+                    detail,
+                    "{}; expected a page fault in {:#x}..{:#x}",
+                    process::Exit(info),
+                    f.lo,
+                    f.hi
+                );
+                f.judge(info.last_exit, info.last_fault_addr)
+            }
+            None => {
+                let _ = write!(detail, "no fault expectation for {name}");
+                false
+            }
+        };
+        if let Err(e) = report.report(pass, detail.as_bytes()) {
+            self.say(format_args!("verdict on {name} not reported: {}", e.name()));
         }
     }
 

@@ -156,6 +156,10 @@ pub mod echo {
 
 /// The shell's slots.
 pub mod shell {
+    /// The check id the shell reports once, just before it first reads the console
+    /// (`docs/serial-protocol.md`: the console is ready for typed input).
+    pub const READY: &str = "shell.ready";
+
     /// The shell's slots.
     pub mod slots {
         /// The console endpoint, `SEND`.
@@ -170,8 +174,10 @@ pub mod shell {
 }
 
 /// The attack programs (negative tests). Every one holds the console in slot 0 and the object it
-/// attacks, if any, in slot 1.
+/// attacks, if any, in slot 1; its report capabilities come last.
 pub mod attack {
+    use brainix_abi::layout::{IMAGE_BASE, IMAGE_END, STACK_TOP, region};
+
     /// The attack programs' slots.
     pub mod slots {
         /// The console endpoint, `SEND`, for the result line.
@@ -179,11 +185,91 @@ pub mod attack {
         /// The capability under attack (which one depends on the test).
         pub const TARGET: u16 = 1;
     }
+
+    /// An address in the kernel's window (the top 2 GiB, where the kernel image is linked). With
+    /// KPTI no user page table maps anything there.
+    pub const KERNEL_ADDR: u64 = 0xffff_ffff_8010_0000;
+
+    /// `ProcessInfo::last_exit` of a process killed by a page fault (`0x100 + vector 14`).
+    pub const PAGE_FAULT_EXIT: u64 = 0x100 + 14;
+
+    /// An attempt the kernel must answer by killing the process with a page fault at an address
+    /// in `lo..hi`: the supervisor, which holds the check's report capability, judges it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Fault {
+        /// The attacking process's name in the manifest.
+        pub process: &'static str,
+        /// Lowest faulting address that counts.
+        pub lo: u64,
+        /// One past the highest.
+        pub hi: u64,
+    }
+
+    /// Every attack judged by its fault.
+    pub const FAULTS: &[Fault] = &[
+        Fault {
+            process: "kernel-read",
+            lo: KERNEL_ADDR,
+            hi: KERNEL_ADDR + 1,
+        },
+        Fault {
+            process: "kernel-write",
+            lo: KERNEL_ADDR,
+            hi: KERNEL_ADDR + 1,
+        },
+        // Its own text, inside the image window.
+        Fault {
+            process: "write-text",
+            lo: IMAGE_BASE,
+            hi: IMAGE_END,
+        },
+        // An instruction fetch from its stack (at most 1 MiB under the top).
+        Fault {
+            process: "exec-stack",
+            lo: STACK_TOP - (1 << 20),
+            hi: STACK_TOP,
+        },
+        // A write to its read-only MMIO region in slot 1.
+        Fault {
+            process: "region-probe",
+            lo: region(1),
+            hi: region(1) + 4096,
+        },
+    ];
+
+    /// The expectation for `process`, if its death is a verdict.
+    pub fn fault_for(process: &str) -> Option<&'static Fault> {
+        FAULTS.iter().find(|f| f.process == process)
+    }
+
+    impl Fault {
+        /// PASS only for a page fault inside the expected range: an exit (the attempt got
+        /// through), another exception, or a fault elsewhere (a bug before the attempt) fails.
+        pub fn judge(&self, last_exit: u64, fault_addr: u64) -> bool {
+            last_exit == PAGE_FAULT_EXIT && (self.lo..self.hi).contains(&fault_addr)
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fault_passes_only_as_the_expected_page_fault_at_the_expected_place() {
+        use attack::*;
+        let k = fault_for("kernel-read").unwrap();
+        assert!(k.judge(PAGE_FAULT_EXIT, KERNEL_ADDR));
+        assert!(!k.judge(PAGE_FAULT_EXIT, KERNEL_ADDR + 0x1000), "elsewhere");
+        assert!(
+            !k.judge(0x100 + 13, KERNEL_ADDR),
+            "a #GP is not the refusal"
+        );
+        assert!(!k.judge(1, 0), "it exited: the attempt got through");
+        let t = fault_for("write-text").unwrap();
+        assert!(t.judge(PAGE_FAULT_EXIT, 0x40_1234) && !t.judge(PAGE_FAULT_EXIT, 0));
+        assert!(fault_for("shell").is_none());
+    }
 
     #[test]
     fn status_round_trips_every_error() {

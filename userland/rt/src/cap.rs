@@ -368,6 +368,39 @@ impl Log {
     }
 }
 
+/// The capability to report one check's verdict ([`Syscall::Report`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Report(pub Handle);
+
+impl Report {
+    /// Reports PASS or FAIL with a detail of at most [`brainix_abi::MAX_REPORT_DETAIL`] bytes.
+    /// The kernel frames it for the test runner; a second report is refused.
+    pub fn report(self, pass: bool, detail: &[u8]) -> Result<()> {
+        let args = [
+            self.0.0,
+            u64::from(pass),
+            addr(detail.as_ptr()),
+            detail.len() as u64,
+            0,
+            0,
+        ];
+        // SAFETY: the kernel only reads `detail`.
+        unsafe { syscall(Syscall::Report, args) }.map(drop)
+    }
+
+    /// The `n`-th report capability in the caller's table, in slot order: programs find their
+    /// verdicts this way, so the manifest decides the slots.
+    pub fn nth(n: usize) -> Option<Report> {
+        (0..brainix_abi::CAP_SLOTS as u16)
+            .map(|slot| Handle::new(slot, 1))
+            .filter(|&h| {
+                cap_info(h).is_ok_and(|i| i.cap_type() == Some(brainix_abi::CapType::Report))
+            })
+            .nth(n)
+            .map(Report)
+    }
+}
+
 /// Ends the process with `code`.
 pub fn exit(code: u64) -> ! {
     // SAFETY: no memory is passed.

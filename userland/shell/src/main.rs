@@ -5,6 +5,11 @@
 //! and the supervisor endpoints (send), audit (read-only) and the echo endpoint (send) for
 //! `ipc-bench`: slot layout in [`brainix_proto::shell::slots`]. It cannot stop or start anything
 //! itself; `kill` and `start` are requests the supervisor may refuse.
+//!
+//! When the manifest gives it a report capability (check [`brainix_proto::shell::READY`]), it
+//! reports PASS on it once, just before it first reads the console: the test runner's signal
+//! that typed input will now be read, instead of guessing from a prompt that anything could
+//! print.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod bench;
@@ -13,7 +18,7 @@ mod show;
 
 use brainix_abi::{Error, Message};
 use brainix_proto::{console, launch_handle, shell::slots, status, supervisor};
-use brainix_rt::{AuditRead, Endpoint, cap, print, println, sys::rdtsc};
+use brainix_rt::{AuditRead, Endpoint, Report, cap, print, println, sys::rdtsc};
 use command::{Command, Target};
 
 brainix_rt::entry!(run);
@@ -43,8 +48,13 @@ fn run(_pid: u64) -> ! {
     };
     brainix_rt::set_console(shell.console);
     println!("BraiNIX shell; type 'help' for the commands");
+    let mut ready = Report::nth(0);
     loop {
         print!("{PROMPT}");
+        // A restarted shell finds the check already reported; the kernel refuses, harmlessly.
+        if let Some(r) = ready.take() {
+            let _ = r.report(true, b"reading the trusted console");
+        }
         let mut line = [0u8; console::LINE_MAX];
         match shell.read_line(&mut line) {
             Ok(n) => shell.execute(&line[..n]),

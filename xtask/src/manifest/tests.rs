@@ -763,3 +763,53 @@ fn only_the_shell_may_read_the_console() {
         }
     }
 }
+
+#[test]
+fn report_capabilities_name_one_well_formed_check_each() {
+    let with = |caps: &str| {
+        replace(
+            "  { type = \"log\" },\n",
+            &format!("  {{ type = \"log\" }},\n  {caps}\n"),
+        )
+    };
+    let src = with(
+        "{ type = \"report\", check = \"auth.forged-handle\" }, { type = \"report\", check = \"ipc.x\" },",
+    );
+    let system = check(file(), &src).unwrap();
+    assert_eq!(system.reports, ["auth.forged-handle", "ipc.x"]);
+    assert!(system.processes[1].caps.contains(&Cap::Report { index: 1 }));
+    let text = generate(
+        &system,
+        &[PathBuf::from("/a/server"), PathBuf::from("/a/client")],
+    );
+    assert!(text.contains("crate::manifest::CapSpec::Report { index: 0 }, // slot 2"));
+    assert!(text.contains("reports: &[\"auth.forged-handle\", \"ipc.x\"],"));
+
+    let src = with("{ type = \"report\", check = \"Auth_X\" },");
+    refused(
+        &src,
+        line(&src, "Auth_X"),
+        &["not 1 to 48", "serial protocol"],
+    );
+    let long = "a".repeat(49);
+    let src = with(&format!("{{ type = \"report\", check = \"{long}\" }},"));
+    refused(&src, line(&src, &long), &["not 1 to 48"]);
+    let src = with("{ type = \"report\", check = \"mem.wx\" },");
+    refused(&src, line(&src, "mem.wx"), &["the kernel reports itself"]);
+    let src =
+        with("{ type = \"report\", check = \"a.b\" }, { type = \"report\", check = \"a.b\" },");
+    refused(
+        &src,
+        line(&src, "a.b"),
+        &["already has a report capability"],
+    );
+    let src = with("{ type = \"report\" },");
+    refused(&src, line(&src, "type = \"report\""), &["need \"check\""]);
+    let src = with("{ type = \"log\", check = \"a.b\" },");
+    refused(&src, line(&src, "check = \"a.b\""), &["take no \"check\""]);
+    let many: String = (0..=limits::MAX_REPORTS)
+        .map(|i| format!("{{ type = \"report\", check = \"c{i}\" }}, "))
+        .collect();
+    let src = with(&many);
+    refused(&src, line(&src, "c64"), &["one report capability too many"]);
+}

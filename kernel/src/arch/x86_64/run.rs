@@ -42,6 +42,9 @@ impl Machine for ArchMachine {
     fn tsc(&self) -> u64 {
         instr::rdtsc()
     }
+    fn console_write(&mut self, text: &str) {
+        let _ = core::fmt::Write::write_str(&mut super::serial::Com1, text);
+    }
 }
 
 type Running = System<ArchSpaces, ArchMachine>;
@@ -221,7 +224,12 @@ fn enable_syscall() {
 static KERNEL_PT_PAGES: AtomicU64 = AtomicU64::new(0);
 
 /// Launches the manifest's processes and enters the first. Never returns.
-pub fn start(kernel_cr3: u64, kernel_pt_pages: usize, spaces: ArchSpaces) -> ! {
+pub fn start(
+    kernel_cr3: u64,
+    kernel_pt_pages: usize,
+    spaces: ArchSpaces,
+    framer: Option<crate::report::Framer>,
+) -> ! {
     KERNEL_PT_PAGES.store(kernel_pt_pages as u64, Ordering::Relaxed);
     // With PCIDs the kernel keeps PCID 0 and its entries survive every switch: its own tables
     // never change after boot.
@@ -246,6 +254,7 @@ pub fn start(kernel_cr3: u64, kernel_pt_pages: usize, spaces: ArchSpaces) -> ! {
     // SAFETY: nothing has read the cell yet; this is its only initialisation.
     unsafe { (*RUNNING.0.get()).write(System::new(&SYSTEM, spaces, ArchMachine)) };
     with_system(|s| {
+        s.framer = framer;
         s.boot();
         // Route every interrupt line some process holds.
         for pid in 0..s.process_count() {

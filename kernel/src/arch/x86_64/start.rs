@@ -330,9 +330,19 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
         core::str::from_utf8(report.as_bytes()).unwrap_or("BRAINIX-BOOT-REPORT v1 overflow")
     );
 
-    if let Some(nonce) = options.nonce {
-        send_results(nonce, &check, &pool_check, &features, &enabled);
-    }
+    // The manifest's report ids are announced only when the system will run to report them.
+    let system_runs = !options.stop_after_report
+        && (options.test.is_none() || !cfg!(feature = "test-hooks"))
+        && !crate::manifest::SYSTEM.processes.is_empty()
+        && verdict.is_none();
+    let user_ids: &[&str] = if system_runs {
+        crate::manifest::SYSTEM.reports
+    } else {
+        &[]
+    };
+    let framer = options
+        .nonce
+        .and_then(|nonce| send_results(nonce, user_ids, &check, &pool_check, &features, &enabled));
     if verdict.is_some() {
         stop(ExitCode::SelfCheckFailed);
     }
@@ -358,7 +368,7 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
     let pt_pages = tables.frames().len();
     let spaces =
         super::spaces::ArchSpaces::new(tables.into_pool(), guards, image.phys, enabled.pcid);
-    super::run::start(root, pt_pages, spaces)
+    super::run::start(root, pt_pages, spaces, framer)
 }
 
 /// `mem.frame-pool`: the bitmaps agree with their counters, no frame of the kernel image is
@@ -396,25 +406,21 @@ fn check_pool(tables: &mut KernelTables<'_>, image: &Image) -> Result<usize, &'s
     Ok(pool.managed())
 }
 
+/// Announces the kernel's checks and `user_ids` (which processes report later, through their
+/// report capabilities) and sends the kernel's results. Returns the framer for the running
+/// system when user results are still to come; otherwise ends the stream with END.
 fn send_results(
     nonce: &str,
+    user_ids: &[&str],
     check: &SelfCheck,
     pool: &Result<usize, &'static str>,
     features: &Features,
     enabled: &Enabled,
-) {
+) -> Option<Framer> {
     let out = &mut serial::Com1;
-    let mut framer = Framer::new(nonce);
-    let ids = [
-        "boot.cpu-required",
-        "boot.protections",
-        "mem.wx",
-        "mem.sections",
-        "mem.stack-guards",
-        "mem.no-wx-alias",
-        "mem.frame-pool",
-    ];
-    let _ = framer.plan(&ids, out);
+    let mut framer = Framer::new(nonce)?;
+    let ids = crate::report::KERNEL_CHECKS;
+    let _ = framer.plan(ids.iter().chain(user_ids).copied(), out);
     // Reaching this point means RDRAND returned a value and NX is on: both were refused earlier
     // otherwise. The detail is what CPUID said.
     let _ = framer.result(ids[0], Outcome::Pass, format_args!("cpu={features}"), out);
@@ -457,7 +463,11 @@ fn send_results(
         ),
         Err(why) => framer.result(ids[6], Outcome::Fail, format_args!("{why}"), out),
     };
-    let _ = framer.end(out);
+    if user_ids.is_empty() {
+        let _ = framer.end(out);
+        return None;
+    }
+    Some(framer)
 }
 
 /// Masks both legacy 8259 PICs: no device interrupt reaches the CPU until issue 3 routes them.

@@ -41,5 +41,5 @@ fn run(_pid: u64) -> ! {
         (Err(first), Err(_)) => Err(first),
         _ => Ok(()),
     };
-    brainix_attacks::finish("bad-lease", outcome)
+    brainix_attacks::finish("bad-lease", Error::BadLease, outcome)
 }

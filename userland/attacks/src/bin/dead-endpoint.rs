@@ -10,5 +10,5 @@ fn run(_pid: u64) -> ! {
     brainix_attacks::setup();
     let victim = Endpoint(brainix_attacks::target());
     let outcome = brainix_attacks::call_empty(victim);
-    brainix_attacks::finish("dead-endpoint", outcome)
+    brainix_attacks::finish("dead-endpoint", brainix_abi::Error::PeerDead, outcome)
 }

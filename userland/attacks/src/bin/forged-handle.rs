@@ -2,7 +2,7 @@
 //! Expected: bad-handle.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-use brainix_abi::Handle;
+use brainix_abi::{Error, Handle};
 use brainix_rt::Endpoint;
 
 brainix_rt::entry!(run);
@@ -14,5 +14,5 @@ fn run(_pid: u64) -> ! {
     brainix_attacks::setup();
     let forged = Endpoint(Handle::new(NEVER_GIVEN, 1));
     let outcome = brainix_attacks::call_empty(forged);
-    brainix_attacks::finish("forged-handle", outcome)
+    brainix_attacks::finish("forged-handle", Error::BadHandle, outcome)
 }

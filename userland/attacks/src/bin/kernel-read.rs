@@ -15,7 +15,7 @@ fn run(_pid: u64) -> ! {
     let args = [echo.0, KERNEL_ADDR, 0, 0, &raw mut reply as u64, 0];
     // SAFETY: the only memory the call may write is `reply`, a local we own.
     let outcome = unsafe { brainix_rt::raw_syscall(Syscall::Call, args) }.map(drop);
-    brainix_attacks::report("kernel-read-buf", outcome);
+    brainix_attacks::report("kernel-read-buf", brainix_abi::Error::BadAddress, outcome);
     brainix_attacks::attempt("kernel-read");
     // SAFETY: not sound, on purpose: the address is not ours. The kernel must kill us here.
     let byte = unsafe { core::ptr::read_volatile(KERNEL_ADDR as *const u8) };

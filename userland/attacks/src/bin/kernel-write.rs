@@ -17,7 +17,7 @@ fn run(_pid: u64) -> ! {
     // SAFETY: the call reads `msg`; the one address it would write is the kernel's, which the
     // kernel must refuse. Nothing of ours is written.
     let outcome = unsafe { brainix_rt::raw_syscall(Syscall::Call, args) }.map(drop);
-    brainix_attacks::report("kernel-write-buf", outcome);
+    brainix_attacks::report("kernel-write-buf", brainix_abi::Error::BadAddress, outcome);
     brainix_attacks::attempt("kernel-write");
     // SAFETY: not sound, on purpose: the address is not ours. The kernel must kill us here.
     unsafe { core::ptr::write_volatile(KERNEL_ADDR as *mut u8, 0x90) };

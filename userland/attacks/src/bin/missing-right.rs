@@ -6,7 +6,7 @@
 //! reported the same way). Printed first, so the one `missing-right` line still ends the run.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-use brainix_abi::Message;
+use brainix_abi::{Error, Message};
 use brainix_proto::console::{LINE_MAX, READ_LINE};
 use brainix_rt::{Endpoint, cap};
 
@@ -23,11 +23,11 @@ fn run(_pid: u64) -> ! {
             &mut reply,
         )
         .and_then(|()| brainix_proto::status(&reply));
-    brainix_attacks::report("console-read", read);
+    brainix_attacks::report("console-read", Error::MissingRight, read);
 
     let send_only = Endpoint(brainix_attacks::target());
     let mut buf = Message::new(0);
     // Poll (timeout 0): if the kernel wrongly let it wait, the test must not hang.
     let outcome = send_only.recv(&mut buf, 0).map(drop);
-    brainix_attacks::finish("missing-right", outcome)
+    brainix_attacks::finish("missing-right", Error::MissingRight, outcome)
 }

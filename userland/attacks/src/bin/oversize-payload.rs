@@ -14,5 +14,9 @@ fn run(_pid: u64) -> ! {
     msg.len = MAX_PAYLOAD as u64 + 1;
     let mut reply = Message::new(0);
     let outcome = echo.call(&msg, &[], &mut reply);
-    brainix_attacks::finish("oversize-payload", outcome)
+    brainix_attacks::finish(
+        "oversize-payload",
+        brainix_abi::Error::PayloadTooLarge,
+        outcome,
+    )
 }

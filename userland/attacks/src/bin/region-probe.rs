@@ -7,8 +7,10 @@
 //! `ATTACK mmio-write ATTEMPT`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+use brainix_abi::Error;
 use brainix_proto::launch_handle;
 use brainix_rt::{Region, println};
+use core::fmt::Write;
 
 brainix_rt::entry!(run);
 
@@ -47,14 +49,20 @@ fn run(_pid: u64) -> ! {
             }
             let verdict = if good { "ok" } else { "bad" };
             println!("REGION dma virt={virt:#x} phys={phys:#x} len={len} pattern={verdict}");
+            // A device needs a real, page-aligned physical address to point at the pool.
+            let pass = good && phys != 0 && phys.is_multiple_of(4096) && len > 0;
+            let mut detail = brainix_rt::fmt::Buffer::<96>::new();
+            let _ = write!(detail, "phys={phys:#x} len={len} pattern={verdict}");
+            brainix_attacks::check(pass, detail.as_bytes());
         }
-        Err(e) => println!("REGION dma error {e}"),
+        Err(e) => {
+            println!("REGION dma error {e}");
+            brainix_attacks::check(false, e.as_bytes());
+        }
     }
     // The console handle is not a region: the kernel must say so.
-    match region(0) {
-        Ok(_) => println!("ATTACK region-type NOT-REFUSED"),
-        Err(e) => println!("ATTACK region-type REFUSED {e}"),
-    }
+    let outcome = Region(launch_handle(0)).info().map(drop);
+    brainix_attacks::report("region-type", Error::WrongType, outcome);
     brainix_attacks::attempt("mmio-write");
     if let Ok((virt, _, _)) = region(1) {
         // SAFETY: not sound, on purpose: the mapping is read-only; the kernel must kill us.

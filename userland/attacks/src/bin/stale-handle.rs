@@ -15,5 +15,5 @@ fn run(_pid: u64) -> ! {
         cap::exit(2);
     }
     let outcome = brainix_attacks::call_empty(Endpoint(handle));
-    brainix_attacks::finish("stale-handle", outcome)
+    brainix_attacks::finish("stale-handle", brainix_abi::Error::StaleHandle, outcome)
 }

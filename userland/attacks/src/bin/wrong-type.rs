@@ -9,5 +9,5 @@ fn run(_pid: u64) -> ! {
     brainix_attacks::setup();
     let ports_as_endpoint = Endpoint(brainix_attacks::target());
     let outcome = brainix_attacks::call_empty(ports_as_endpoint);
-    brainix_attacks::finish("wrong-type", outcome)
+    brainix_attacks::finish("wrong-type", brainix_abi::Error::WrongType, outcome)
 }
