@@ -44,15 +44,25 @@ fn frames(out: &Outcome) -> Vec<String> {
     bodies
 }
 
-/// Boots the release image until the result frames end: the kernel's seven, then the shell's
-/// `shell.ready` from its report capability, after which the kernel sends END. The system goes
-/// on (see `qemu_system.rs`); the harness stops it here.
+/// Boots the release image until the result frames end: the kernel's seven, then the shell's two
+/// from its report capabilities (`shell.ready` before it reads, `ipc.call-reply` from the typed
+/// `ipc-bench`), after which, and only after which, the kernel sends END. The system goes on
+/// (see `qemu_system.rs`); the harness stops it here.
 fn boots_and_self_checks(machine: &str) {
     let mut session = release()
         .machine(machine)
         .append(&format!("brainix.nonce={NONCE}"))
         .spawn();
-    session.expect(&format!("BNX1 {NONCE} 9 END 8 *"), Duration::from_secs(60));
+    session.expect(
+        &format!("BNX1 {NONCE} 8 RESULT shell.ready PASS "),
+        Duration::from_secs(60),
+    );
+    assert!(
+        !session.console().contains(" END "),
+        "END before every report"
+    );
+    session.type_line("ipc-bench");
+    session.expect(&format!("BNX1 {NONCE} 10 END 9 *"), Duration::from_secs(60));
     session.expect("\n", Duration::from_secs(10));
     let out = session.outcome();
     let report = out
@@ -92,9 +102,9 @@ fn boots_and_self_checks(machine: &str) {
     }
     assert_eq!(bodies.last().unwrap(), &format!("END {}", planned.len()));
     assert_eq!(
-        planned.last(),
-        Some(&"shell.ready"),
-        "the manifest's report id is announced"
+        planned[planned.len() - 2..],
+        ["shell.ready", "ipc.call-reply"],
+        "the manifest's report ids are announced"
     );
 }
 

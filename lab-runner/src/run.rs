@@ -228,12 +228,16 @@ fn plan_board(
                 }
                 _ => {}
             }
+            // Kernel-only checks share a boot that stops after the kernel's frames (and whose
+            // exit is observed); checks on the running system share another.
             let shared = !check.fresh_boot && check.scenario.is_none();
             let existing = groups.iter_mut().find(|g| {
                 shared
                     && g.image == kind
                     && g.scenario.is_none()
-                    && g.checks.iter().all(|c| !c.check.fresh_boot)
+                    && g.checks.iter().all(|c| {
+                        !c.check.fresh_boot && c.check.needs_system() == check.needs_system()
+                    })
             });
             match existing {
                 Some(g) => g.checks.push(pc),
@@ -1241,6 +1245,42 @@ mod tests {
                 .iter()
                 .any(|g| g.scenario.as_deref() == Some("pagefault"))
         );
+        // With the features built: the kernel-only checks (exit included) boot apart from the
+        // checks on the running system, and the system boot's script types each program once.
+        let full = artefact::testelf::build(
+            &[artefact::testelf::Seg {
+                kind: object::elf::PT_LOAD,
+                flags: object::elf::PF_R,
+                data: vec![0; 8],
+            }],
+            &[
+                "kmain",
+                "BRAINIX_FEATURE_USERSPACE",
+                "BRAINIX_FEATURE_SHELL",
+                "BRAINIX_FEATURE_IPC",
+                "BRAINIX_FEATURE_KPTI",
+                "BRAINIX_FEATURE_TEST_PROGRAMS",
+            ],
+        );
+        for f in ["brainix-kernel.elf", "brainix-kernel-test.elf"] {
+            std::fs::write(dir.path().join(f), &full).unwrap();
+        }
+        let b = board("qemu-q35");
+        let (_, groups) = plan_board(&b, &plans, &reg, dir.path());
+        for g in &groups {
+            let system = g.checks.iter().filter(|c| c.check.needs_system()).count();
+            assert!(system == 0 || system == g.checks.len(), "mixed boot: {g:?}");
+        }
+        let test_system = groups
+            .iter()
+            .find(|g| g.image == ImageKind::Test && g.checks[0].check.needs_system())
+            .expect("a test-image system boot");
+        let s = script(&b, test_system);
+        let typed: Vec<&str> = s.steps.iter().filter_map(|st| st.line.as_deref()).collect();
+        let unique: BTreeSet<&str> = typed.iter().copied().collect();
+        assert_eq!(typed.len(), unique.len(), "each line typed once: {typed:?}");
+        assert!(typed.contains(&"start region-probe") && typed.contains(&"start kernel-read"));
+        assert_eq!(s.ready, READY_ID);
         // The TPM board needs the UEFI loader: all boot checks SKIP, no boots.
         let (_, groups) = plan_board(&board("qemu-q35-uefi-tpm"), &plans, &reg, dir.path());
         assert!(groups.is_empty());

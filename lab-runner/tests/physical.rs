@@ -65,7 +65,8 @@ fn smoke_plan_runs_on_a_pxe_stand_in_and_the_board_lock_keeps_a_second_run_off()
     assert_eq!(*standin.power_ons.lock().unwrap(), 1);
 
     // A second run on the same board reopens the console the first one closed, and runs the
-    // invariant plan too: a scenario needing the test image is SKIP (no multiboot build of it).
+    // invariant plans too: a scenario needing the test image is SKIP (no multiboot build of it),
+    // and a console check is typed over the pty once the shell reports ready.
     let o = lab_runner(
         &[
             "run",
@@ -73,6 +74,8 @@ fn smoke_plan_runs_on_a_pxe_stand_in_and_the_board_lock_keeps_a_second_run_off()
             "standin-pxe",
             "--plan",
             "inv-mem",
+            "--plan",
+            "inv-ipc",
             "--quiet",
             "--boards-dir",
             boards,
@@ -84,7 +87,13 @@ fn smoke_plan_runs_on_a_pxe_stand_in_and_the_board_lock_keeps_a_second_run_off()
     assert_eq!(state, State::Pass, "{reason}\n{}", o.output);
     let (state, reason) = o.state("standin-pxe", "mem.fault-is-fatal");
     assert_eq!(state, State::Skip, "{reason}");
-    assert_eq!(*standin.power_ons.lock().unwrap(), 2);
+    let (state, reason) = o.state("standin-pxe", "ipc.call-reply");
+    assert_eq!(state, State::Pass, "{reason}\n{}", o.output);
+    let powered = *standin.power_ons.lock().unwrap();
+    assert_eq!(
+        powered, 3,
+        "the second run: one boot for the kernel checks, one for the running system"
+    );
 
     // Powered off after the run: the stand-in QEMU is gone.
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -122,7 +131,7 @@ fn smoke_plan_runs_on_a_pxe_stand_in_and_the_board_lock_keeps_a_second_run_off()
     assert!(reason.contains("in use"), "{reason}");
     assert_eq!(
         *standin.power_ons.lock().unwrap(),
-        2,
+        powered,
         "a locked board must not be powered on"
     );
     drop(held);

@@ -152,6 +152,27 @@ impl StandIn {
             tftp.clone(),
             fifo.clone(),
         );
+        // What the runner types goes to the running stand-in's serial input. One thread for the
+        // whole life of the pty, so no byte is read by a thread left over from an earlier boot.
+        let input: Arc<Mutex<Option<std::process::ChildStdin>>> = Arc::new(Mutex::new(None));
+        let mut keys = master.try_clone_native().unwrap();
+        let typed_to = input.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            loop {
+                match std::io::Read::read(&mut keys, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if let Some(stdin) = typed_to.lock().unwrap().as_mut() {
+                            let _ = stdin.write_all(&buf[..n]);
+                            let _ = stdin.flush();
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        });
         std::thread::spawn(move || {
             // Read-write, so the FIFO never reports end-of-file between writers.
             let f = std::fs::OpenOptions::new()
@@ -201,13 +222,14 @@ impl StandIn {
                                 tftp2.display()
                             ))
                             .args(["-device", "virtio-net-pci,netdev=n0", "-boot", "n"])
-                            .stdin(Stdio::null())
+                            .stdin(Stdio::piped())
                             .stdout(Stdio::piped())
                             .stderr(Stdio::null())
                             .process_group(0)
                             .spawn()
                             .expect("stand-in QEMU starts");
                         pids.lock().unwrap().push(child.id());
+                        *input.lock().unwrap() = child.stdin.take();
                         let mut out = child.stdout.take().unwrap();
                         let mut wire = master.try_clone_native().unwrap();
                         std::thread::spawn(move || {

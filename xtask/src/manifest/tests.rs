@@ -140,6 +140,8 @@ enum Expect {
     ProcessControl,
     AuditRead,
     Log,
+    /// A report capability for this check id.
+    Report(String),
 }
 
 fn matches(system: &System, cap: &Cap, want: &Expect) -> bool {
@@ -171,6 +173,7 @@ fn matches(system: &System, cap: &Cap, want: &Expect) -> bool {
         (Cap::ProcessControl { .. }, Expect::ProcessControl) => true,
         (Cap::AuditRead, Expect::AuditRead) => true,
         (Cap::Log, Expect::Log) => true,
+        (Cap::Report { index }, Expect::Report(id)) => system.reports[usize::from(index)] == *id,
         _ => false,
     }
 }
@@ -195,8 +198,26 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                             Expect::Endpoint("supervisor", receive),
                         ),
                     ];
-                    for slot in supervisor::slots::FIRST_CONTROL..p.caps.len() as u16 {
+                    // Process control for each supervised process; after one whose death is a
+                    // check's verdict (attack::FAULTS), the report capability for that check.
+                    let mut slot = supervisor::slots::FIRST_CONTROL;
+                    while let Some(&cap) = p.caps.get(usize::from(slot)) {
                         l.push((slot, Expect::ProcessControl));
+                        slot += 1;
+                        let Cap::ProcessControl { pid } = cap else {
+                            break;
+                        };
+                        let target = &system.processes[usize::from(pid)].name;
+                        if let Some(Cap::Report { index }) = p.caps.get(usize::from(slot)) {
+                            assert!(
+                                attack::fault_for(target).is_some(),
+                                "{name}: init judges {target}'s death ({}), which has no fault expectation",
+                                system.reports[usize::from(*index)]
+                            );
+                            let id = system.reports[usize::from(*index)].clone();
+                            l.push((slot, Expect::Report(id)));
+                            slot += 1;
+                        }
                     }
                     l
                 }
@@ -217,6 +238,8 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                     ),
                     (shell::slots::AUDIT, Expect::AuditRead),
                     (shell::slots::ECHO, Expect::Endpoint("echo", send)),
+                    (4, Expect::Report(shell::READY.into())),
+                    (5, Expect::Report("ipc.call-reply".into())),
                 ],
                 "brainix-echo" => {
                     let Cap::Endpoint { endpoint, .. } = p.caps[0] else {
