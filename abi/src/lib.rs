@@ -120,13 +120,49 @@ pub enum Syscall {
     /// (`docs/serial-protocol.md`); the caller never sees the nonce, so it can report only the
     /// check its capability names, and only once per boot ([`Error::AlreadyReported`]).
     Report = 24,
+    /// `audit_tables(audit_read, pid) -> (rdi = pages mapped, rsi = a [`table_audit`] code,
+    /// rdx = the first offending address)`: walks `pid`'s live page tables and checks W^X and
+    /// KPTI (no kernel mapping beyond the entry trampoline, no user page in the kernel half, no
+    /// global page). [`Error::PeerDead`] when the process has no address space.
+    AuditTables = 25,
+    /// `audit_manifest_cap(audit_read, pid, slot, buf: *mut CapInfo)`: what the system manifest
+    /// gave `pid` in `slot` at launch, in the same form as [`Syscall::AuditCap`] (generation 0;
+    /// a DMA pool's physical address 0, as the manifest does not fix it). Comparing the two shows
+    /// a capability table only ever lost entries.
+    AuditManifestCap = 26,
+}
+
+/// Codes of [`Syscall::AuditTables`].
+pub mod table_audit {
+    /// Every mapping is as it must be.
+    pub const CLEAN: u64 = 0;
+    /// A page is writable and executable.
+    pub const WRITABLE_EXECUTABLE: u64 = 1;
+    /// A user page lies in the kernel half.
+    pub const USER_IN_KERNEL_HALF: u64 = 2;
+    /// A kernel page outside the entry trampoline is mapped (KPTI broken).
+    pub const KERNEL_OUTSIDE_TRAMPOLINE: u64 = 3;
+    /// A global page (it would survive an address-space switch).
+    pub const GLOBAL: u64 = 4;
+
+    /// A short name for a code.
+    pub fn name(code: u64) -> &'static str {
+        match code {
+            CLEAN => "clean",
+            WRITABLE_EXECUTABLE => "writable-and-executable",
+            USER_IN_KERNEL_HALF => "user-page-in-kernel-half",
+            KERNEL_OUTSIDE_TRAMPOLINE => "kernel-page-outside-trampoline",
+            GLOBAL => "global-page",
+            _ => "unknown",
+        }
+    }
 }
 
 impl Syscall {
     /// The call for a number, if there is one.
     pub fn from_number(n: u64) -> Option<Syscall> {
         use Syscall::*;
-        const ALL: [Syscall; 25] = [
+        const ALL: [Syscall; 27] = [
             Exit,
             Yield,
             Uptime,
@@ -152,6 +188,8 @@ impl Syscall {
             NullSyscall,
             RegionInfo,
             Report,
+            AuditTables,
+            AuditManifestCap,
         ];
         ALL.get(usize::try_from(n).ok()?).copied()
     }
@@ -469,8 +507,9 @@ impl ProcessInfo {
     pub const RESTARTABLE: u64 = 1;
 }
 
-/// The notification bit set on every holder of a process-control capability when that process
-/// dies (fault or exit).
+/// The notification bit set, when a process dies (fault or exit), on every holder of a
+/// process-control capability for it and on every holder of an audit-read capability (the
+/// observers: the supervisor and the auditor).
 pub const NOTIFY_CHILD_DIED: u64 = 1 << 31;
 
 /// Where a user program is linked, and where its stack ends. Fixed (no ASLR, P-03).
@@ -494,7 +533,7 @@ pub mod layout {
 
 /// One capability slot, as [`Syscall::AuditCap`] reports it.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CapInfo {
     /// A [`CapType`] number, or 0 for an empty slot.
     pub kind: u64,
@@ -549,7 +588,8 @@ mod tests {
         assert_eq!(Syscall::from_number(22), Some(Syscall::NullSyscall));
         assert_eq!(Syscall::from_number(23), Some(Syscall::RegionInfo));
         assert_eq!(Syscall::from_number(24), Some(Syscall::Report));
-        assert_eq!(Syscall::from_number(25), None);
+        assert_eq!(Syscall::from_number(26), Some(Syscall::AuditManifestCap));
+        assert_eq!(Syscall::from_number(27), None);
         assert_eq!(Error::from_code(0), None);
         assert_eq!(Error::from_code(13), Some(Error::Busy));
         assert_eq!(Syscall::from_number(u64::MAX), None);

@@ -98,6 +98,52 @@ pub struct Cap {
     pub rights: u64,
 }
 
+impl Cap {
+    /// The capability a manifest entry grants: `endpoint_generation` is the endpoint's
+    /// generation at launch, `dma_phys` where the kernel placed a DMA pool.
+    pub fn from_spec(spec: &CapSpec, endpoint_generation: u32, dma_phys: u64) -> Cap {
+        let (object, rights) = match *spec {
+            CapSpec::Endpoint {
+                endpoint,
+                rights,
+                badge,
+            } => (
+                Object::Endpoint {
+                    id: endpoint,
+                    generation: endpoint_generation,
+                    badge,
+                },
+                rights,
+            ),
+            CapSpec::Irq { line, bit } => (Object::Irq { line, bit }, 0),
+            CapSpec::IoPorts {
+                base,
+                count,
+                rights,
+            } => (Object::IoPorts { base, count }, rights),
+            CapSpec::Mmio {
+                base,
+                pages,
+                rights,
+            } => (Object::Mmio { phys: base, pages }, rights),
+            CapSpec::DmaPool { pages } => (
+                Object::DmaPool {
+                    phys: dma_phys,
+                    pages,
+                },
+                brainix_abi::rights::READ | brainix_abi::rights::WRITE,
+            ),
+            CapSpec::ProcessControl { pid } => {
+                (Object::ProcessControl { pid }, brainix_abi::rights::CONTROL)
+            }
+            CapSpec::AuditRead => (Object::AuditRead, brainix_abi::rights::READ),
+            CapSpec::Log => (Object::Log, brainix_abi::rights::WRITE),
+            CapSpec::Report { index } => (Object::Report { index }, brainix_abi::rights::WRITE),
+        };
+        Cap { object, rights }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     cap: Option<Cap>,
@@ -136,45 +182,15 @@ impl CapTable {
     ) -> CapTable {
         let mut table = CapTable::new();
         for (i, (slot, spec)) in table.slots.iter_mut().zip(specs).enumerate() {
-            let (object, rights) = match *spec {
-                CapSpec::Endpoint {
-                    endpoint,
-                    rights,
-                    badge,
-                } => (
-                    Object::Endpoint {
-                        id: endpoint,
-                        generation: endpoint_gen(endpoint),
-                        badge,
-                    },
-                    rights,
-                ),
-                CapSpec::Irq { line, bit } => (Object::Irq { line, bit }, 0),
-                CapSpec::IoPorts {
-                    base,
-                    count,
-                    rights,
-                } => (Object::IoPorts { base, count }, rights),
-                CapSpec::Mmio {
-                    base,
-                    pages,
-                    rights,
-                } => (Object::Mmio { phys: base, pages }, rights),
-                CapSpec::DmaPool { pages } => (
-                    Object::DmaPool {
-                        phys: dma_phys(i),
-                        pages,
-                    },
-                    brainix_abi::rights::READ | brainix_abi::rights::WRITE,
-                ),
-                CapSpec::ProcessControl { pid } => {
-                    (Object::ProcessControl { pid }, brainix_abi::rights::CONTROL)
-                }
-                CapSpec::AuditRead => (Object::AuditRead, brainix_abi::rights::READ),
-                CapSpec::Log => (Object::Log, brainix_abi::rights::WRITE),
-                CapSpec::Report { index } => (Object::Report { index }, brainix_abi::rights::WRITE),
+            let generation = match *spec {
+                CapSpec::Endpoint { endpoint, .. } => endpoint_gen(endpoint),
+                _ => 0,
             };
-            slot.cap = Some(Cap { object, rights });
+            let phys = match spec {
+                CapSpec::DmaPool { .. } => dma_phys(i),
+                _ => 0,
+            };
+            slot.cap = Some(Cap::from_spec(spec, generation, phys));
         }
         table
     }

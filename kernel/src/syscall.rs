@@ -89,6 +89,8 @@ impl<S: Spaces, M: Machine> System<S, M> {
             Syscall::Log => Some(self.log(pid, a0, a1, a2)),
             Syscall::RegionInfo => Some(self.region_info(pid, a0)),
             Syscall::Report => Some(self.report(pid, [a0, a1, a2, a3])),
+            Syscall::AuditTables => Some(self.audit_tables(pid, a0, a1)),
+            Syscall::AuditManifestCap => Some(self.audit_manifest_cap(pid, a0, a1, a2, a3)),
         };
         // A process killed or restarted by its own call has no result to receive, and one
         // that blocked gets its result when it is woken.
@@ -275,6 +277,46 @@ impl<S: Spaces, M: Machine> System<S, M> {
                 generation: u64::from(generation),
                 ..CapInfo::default()
             },
+        };
+        self.write_record(pid, buf, &info)
+    }
+
+    fn audit_tables(&mut self, pid: u16, h: u64, target: u64) -> Result<[u64; 4], Error> {
+        let t = self.audited_target(pid, h, target)? as u16;
+        match self.spaces.audit_tables(t) {
+            None => Err(Error::PeerDead),
+            Some(Ok(pages)) => Ok([pages, brainix_abi::table_audit::CLEAN, 0, 0]),
+            Some(Err((code, addr))) => Ok([0, code, addr, 0]),
+        }
+    }
+
+    fn audit_manifest_cap(
+        &mut self,
+        pid: u16,
+        h: u64,
+        target: u64,
+        slot: u64,
+        buf: u64,
+    ) -> Result<[u64; 4], Error> {
+        let t = self.audited_target(pid, h, target)?;
+        let slot = usize::try_from(slot)
+            .ok()
+            .filter(|&s| s < crate::cap::CAPS_PER_PROCESS)
+            .ok_or(Error::OutOfRange)?;
+        let info = match self.spec.processes[t].caps.get(slot) {
+            Some(spec) => {
+                // Generation and DMA address are decided at launch, not by the manifest.
+                let cap = crate::cap::Cap::from_spec(spec, 0, 0);
+                let (a, b) = describe(&cap.object);
+                CapInfo {
+                    kind: cap.object.kind() as u64,
+                    rights: cap.rights,
+                    a,
+                    b,
+                    generation: 0,
+                }
+            }
+            None => CapInfo::default(),
         };
         self.write_record(pid, buf, &info)
     }
@@ -499,6 +541,101 @@ mod tests {
             report(&mut s, 0, 0, 1, &long[..MAX_REPORT_DETAIL]),
             Ok([0; 4])
         );
+    }
+
+    fn read_info(s: &TestSystem, pid: u16) -> brainix_abi::CapInfo {
+        let mut raw = [0u8; core::mem::size_of::<brainix_abi::CapInfo>()];
+        s.spaces.read(pid, MEM, &mut raw).unwrap();
+        let w = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap());
+        brainix_abi::CapInfo {
+            kind: w(0),
+            rights: w(1),
+            a: w(2),
+            b: w(3),
+            generation: w(4),
+        }
+    }
+
+    /// An observer (audit-read in slot 0) and a target with a few capabilities.
+    fn observed() -> TestSystem {
+        system(
+            &[
+                ("observer", 1, vec![CapSpec::AuditRead]),
+                (
+                    "target",
+                    2,
+                    vec![
+                        CapSpec::Endpoint {
+                            endpoint: 0,
+                            rights: brainix_abi::rights::SEND,
+                            badge: 9,
+                        },
+                        CapSpec::Log,
+                        CapSpec::Report { index: 1 },
+                    ],
+                ),
+            ],
+            1,
+        )
+    }
+
+    #[test]
+    fn the_manifest_view_matches_the_live_table_until_a_capability_is_dropped() {
+        let mut s = observed();
+        let mut views = |s: &mut TestSystem, call: Syscall, slot: u64| {
+            call_and(s, 0, call, [h(0), 1, slot, MEM, 0]);
+            let mut i = read_info(s, 0);
+            i.generation = 0;
+            i
+        };
+        for slot in 0..4 {
+            let live = views(&mut s, Syscall::AuditCap, slot);
+            let manifest = views(&mut s, Syscall::AuditManifestCap, slot);
+            assert_eq!(live, manifest, "slot {slot}");
+        }
+        assert_eq!(
+            views(&mut s, Syscall::AuditManifestCap, 0).a,
+            9,
+            "the badge"
+        );
+        // The target drops its log capability: the live slot empties, the manifest's does not.
+        call(&mut s, 1, Syscall::CapDrop, [h(1), 0, 0, 0, 0]);
+        assert_eq!(result(&s, 1), Some(Ok([0; 4])));
+        assert_eq!(views(&mut s, Syscall::AuditCap, 1).kind, 0);
+        assert_eq!(
+            views(&mut s, Syscall::AuditManifestCap, 1).kind,
+            brainix_abi::CapType::Log as u64
+        );
+        // Out of range, a pid that does not exist, and no audit capability are refused.
+        call(&mut s, 0, Syscall::AuditManifestCap, [h(0), 1, 32, MEM, 0]);
+        assert_eq!(result(&s, 0), Some(Err(Error::OutOfRange)));
+        call(&mut s, 0, Syscall::AuditManifestCap, [h(0), 7, 0, MEM, 0]);
+        assert_eq!(result(&s, 0), Some(Err(Error::OutOfRange)));
+        call(&mut s, 1, Syscall::AuditManifestCap, [h(0), 0, 0, MEM, 0]);
+        assert_eq!(result(&s, 1), Some(Err(Error::WrongType)));
+    }
+
+    #[test]
+    fn table_audits_need_an_audit_capability_and_a_live_process() {
+        let mut s = observed();
+        call(&mut s, 0, Syscall::AuditTables, [h(0), 1, 0, 0, 0]);
+        assert_eq!(
+            result(&s, 0),
+            Some(Ok([3, 0, 0, 0])),
+            "the fake walks 3 pages, clean"
+        );
+        call(&mut s, 1, Syscall::AuditTables, [h(0), 0, 0, 0, 0]);
+        assert_eq!(result(&s, 1), Some(Err(Error::WrongType)));
+        // The target dies: the observer is told, and its tables are gone.
+        call(&mut s, 1, Syscall::Exit, [0, 0, 0, 0, 0]);
+        assert_ne!(s.procs[0].notify & brainix_abi::NOTIFY_CHILD_DIED, 0);
+        call(&mut s, 0, Syscall::AuditTables, [h(0), 1, 0, 0, 0]);
+        assert_eq!(result(&s, 0), Some(Err(Error::PeerDead)));
+    }
+
+    fn call_and(s: &mut TestSystem, pid: u16, c: Syscall, args: [u64; 5]) {
+        call(s, pid, c, args);
+        assert_eq!(result(s, pid), Some(Ok([0; 4])), "{c:?}");
     }
 
     #[test]

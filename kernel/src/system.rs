@@ -252,6 +252,10 @@ pub trait Spaces {
     fn launch(&mut self, pid: u16, spec: &ProcessSpec) -> Result<Launch, LaunchError>;
     /// Frees every page of `pid`'s address space.
     fn teardown(&mut self, pid: u16);
+    /// Walks `pid`'s live tables as the launch-time audit does (INV-MEM, KPTI): the pages
+    /// mapped, or `(code, address)` of the first violation ([`brainix_abi::table_audit`]);
+    /// `None` when `pid` has no address space.
+    fn audit_tables(&self, pid: u16) -> Option<Result<u64, (u64, u64)>>;
 }
 
 /// The hardware the portable kernel touches.
@@ -496,7 +500,11 @@ impl<S: Spaces, M: Machine> System<S, M> {
                 .caps
                 .iter()
                 .any(|(_, c)| c.object == crate::cap::Object::ProcessControl { pid });
-            if controls && other != pid {
+            let observes = self.procs[usize::from(other)]
+                .caps
+                .iter()
+                .any(|(_, c)| c.object == crate::cap::Object::AuditRead);
+            if (controls || observes) && other != pid {
                 self.notify(other, NOTIFY_CHILD_DIED);
             }
         }
@@ -669,6 +677,9 @@ pub mod fixture {
         }
         fn teardown(&mut self, pid: u16) {
             self.torn_down.push(pid);
+        }
+        fn audit_tables(&self, pid: u16) -> Option<Result<u64, (u64, u64)>> {
+            (self.launched.contains(&pid) && !self.torn_down.contains(&pid)).then_some(Ok(3))
         }
     }
 

@@ -139,6 +139,26 @@ pub fn no_wx_alias(mem: &impl TableMemory, root: u64) -> Result<(), Violation> {
     })
 }
 
+/// What [`user_space`] found wrong.
+pub const USER_WX: &str = "page is writable and executable";
+/// What [`user_space`] found wrong.
+pub const USER_IN_KERNEL_HALF: &str = "user page in the kernel half";
+/// What [`user_space`] found wrong.
+pub const KERNEL_OUTSIDE_TRAMPOLINE: &str = "kernel page outside the entry trampoline";
+/// What [`user_space`] found wrong.
+pub const GLOBAL_PAGE: &str = "global page in a process table";
+
+/// The ABI code ([`brainix_abi::table_audit`]) of a [`user_space`] violation.
+pub fn table_audit_code(v: &Violation) -> u64 {
+    use brainix_abi::table_audit as t;
+    match v.what {
+        USER_WX => t::WRITABLE_EXECUTABLE,
+        USER_IN_KERNEL_HALF => t::USER_IN_KERNEL_HALF,
+        KERNEL_OUTSIDE_TRAMPOLINE => t::KERNEL_OUTSIDE_TRAMPOLINE,
+        _ => t::GLOBAL,
+    }
+}
+
 /// `mem.user-space`: a process's tables map nothing writable and executable, map user pages only
 /// in the lower half, and map of the kernel only pages inside `trampoline` (KPTI), supervisor-only.
 pub fn user_space(
@@ -157,19 +177,19 @@ pub fn user_space(
             })
         };
         if l.writable && l.executable {
-            return fail("page is writable and executable");
+            return fail(USER_WX);
         }
         if l.user && l.virt >= 1 << 47 {
-            return fail("user page in the kernel half");
+            return fail(USER_IN_KERNEL_HALF);
         }
         let in_trampoline = trampoline
             .iter()
             .any(|&(s, e)| l.virt >= s && l.virt + l.size <= e);
         if !l.user && !in_trampoline {
-            return fail("kernel page outside the entry trampoline");
+            return fail(KERNEL_OUTSIDE_TRAMPOLINE);
         }
         if l.global {
-            return fail("global page in a process table");
+            return fail(GLOBAL_PAGE);
         }
         Ok(())
     })?;

@@ -468,6 +468,18 @@ impl Spaces for ArchSpaces {
         launched
     }
 
+    fn audit_tables(&self, pid: u16) -> Option<Result<u64, (u64, u64)>> {
+        let root = self.root(pid);
+        if root == 0 {
+            return None;
+        }
+        Some(
+            audit::user_space(&Physmap, root, &trampoline::ranges())
+                .map(|leaves| leaves as u64)
+                .map_err(|v| (audit::table_audit_code(&v), v.addr)),
+        )
+    }
+
     fn teardown(&mut self, pid: u16) {
         let list = &mut self.lists[usize::from(pid)];
         for &frame in &list.frames[..list.count] {
