@@ -30,6 +30,10 @@ mod features {
         BRAINIX_FEATURE_IPC,
         /// Per-process page tables without the kernel (KPTI).
         BRAINIX_FEATURE_KPTI,
+        /// The observe-only auditor in both shipped systems.
+        BRAINIX_FEATURE_AUDITOR,
+        /// The run-time walk of every process's page tables (`audit_tables`).
+        BRAINIX_FEATURE_PT_AUDIT,
         /// The test programs (attacks) of `system/test.toml`: only the test image, which is the
         /// one built with the test hooks and that system.
         #[cfg(feature = "test-hooks")]

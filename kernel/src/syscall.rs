@@ -582,7 +582,7 @@ mod tests {
     #[test]
     fn the_manifest_view_matches_the_live_table_until_a_capability_is_dropped() {
         let mut s = observed();
-        let mut views = |s: &mut TestSystem, call: Syscall, slot: u64| {
+        let views = |s: &mut TestSystem, call: Syscall, slot: u64| {
             call_and(s, 0, call, [h(0), 1, slot, MEM, 0]);
             let mut i = read_info(s, 0);
             i.generation = 0;

@@ -143,6 +143,45 @@ pub mod supervisor {
     pub const MAX_RESTARTS: u32 = 8;
 }
 
+/// The auditor: an observe-only server. It prints a report of the whole system on request and
+/// a line whenever a process dies.
+pub mod auditor {
+    /// Print the full report (processes, capability tables against the manifest, page tables,
+    /// memory); the reply comes when it is printed.
+    pub const REPORT: u64 = 1;
+
+    /// The auditor's slots; its report capabilities (test system) follow.
+    pub mod slots {
+        /// Its endpoint, `RECEIVE` only.
+        pub const ENDPOINT: u16 = 0;
+        /// The console endpoint, `SEND`, for its output.
+        pub const CONSOLE: u16 = 1;
+        /// Audit (read-only observation).
+        pub const AUDIT: u16 = 2;
+    }
+}
+
+/// The system-call fuzzer (test system): runs seeded random system calls on request.
+pub mod fuzz {
+    /// Run `regs[0]` random calls from seed `regs[1]`; the reply's words are the calls made,
+    /// those refused with an error, and the seed.
+    pub const RUN: u64 = 1;
+    /// Most calls one request may ask for.
+    pub const MAX_CALLS: u64 = 10_000_000;
+
+    /// The fuzzer's slots: what its random calls have to play with.
+    pub mod slots {
+        /// Its endpoint, `RECEIVE` only: never dropped or revoked by the fuzzing.
+        pub const ENDPOINT: u16 = 0;
+        /// The echo endpoint, `SEND`.
+        pub const ECHO: u16 = 1;
+        /// Port `0x80`, read.
+        pub const PORT: u16 = 2;
+        /// Audit (read-only observation).
+        pub const AUDIT: u16 = 3;
+    }
+}
+
 /// The echo server: answers every call with the message it got (label, words and payload).
 /// `ipc-bench` times call/reply round trips to it; the test system also runs a second copy,
 /// never started, as a server that is not there (`dead-endpoint`).
@@ -170,6 +209,10 @@ pub mod shell {
         pub const AUDIT: u16 = 2;
         /// The echo endpoint, `SEND`, for `ipc-bench`.
         pub const ECHO: u16 = 3;
+        /// The auditor's endpoint, `SEND`, for `audit` (slots 4 and 5 are report capabilities).
+        pub const AUDITOR: u16 = 6;
+        /// The fuzzer's endpoint, `SEND`, for `fuzz` (test system only).
+        pub const FUZZ: u16 = 7;
     }
 }
 

@@ -345,6 +345,29 @@ impl AuditRead {
         Ok(info)
     }
 
+    /// What the manifest gave `pid` in `slot` at launch (generation 0; a DMA pool's address 0).
+    pub fn manifest_cap(self, pid: u64, slot: u64) -> Result<CapInfo> {
+        let mut info = CapInfo::default();
+        let p = addr_mut(&mut info);
+        // SAFETY: the kernel writes one `CapInfo` into `info`, a local.
+        unsafe { syscall(Syscall::AuditManifestCap, [self.0.0, pid, slot, p, 0, 0]) }?;
+        Ok(info)
+    }
+
+    /// Walks `pid`'s live page tables: `Ok(pages)` when every mapping is W^X and KPTI-clean,
+    /// `Err((code, address))` of the first violation ([`brainix_abi::table_audit`]); the call
+    /// fails with [`Error::PeerDead`] when `pid` has no address space.
+    pub fn tables(self, pid: u64) -> Result<core::result::Result<u64, (u64, u64)>> {
+        // SAFETY: no memory is passed.
+        let out = unsafe { syscall(Syscall::AuditTables, [self.0.0, pid, 0, 0, 0, 0]) }?;
+        let [pages, code, addr, _] = out.0;
+        Ok(if code == brainix_abi::table_audit::CLEAN {
+            Ok(pages)
+        } else {
+            Err((code, addr))
+        })
+    }
+
     /// Frame and pool statistics.
     pub fn memory(self) -> Result<MemoryInfo> {
         let mut info = MemoryInfo::default();

@@ -25,6 +25,20 @@ pub unsafe fn syscall(nr: Syscall, args: [u64; 6]) -> Result<Out, Error> {
     }
 }
 
+/// Makes system call number `nr`, which need not be a call the ABI defines (the fuzzer tries
+/// numbers past the last one).
+///
+/// # Safety
+///
+/// As [`syscall`].
+pub unsafe fn syscall_number(nr: u64, args: [u64; 6]) -> Result<Out, Error> {
+    let (rax, out) = raw(nr, args);
+    match rax {
+        0 => Ok(out),
+        code => Err(Error::from_code(code).unwrap_or(Error::NoSuchCall)),
+    }
+}
+
 #[cfg(target_os = "none")]
 fn raw(nr: u64, args: [u64; 6]) -> (u64, Out) {
     let rax: u64;

@@ -14,6 +14,9 @@ commands:
   ipc-bench             time 10000 null system calls and 10000 call/reply round trips
   kill <pid>            ask the supervisor to stop a process
   start <name-or-pid>   ask the supervisor to start (or restart) a process
+  audit                 ask the auditor for its report of the whole system
+  fuzz <calls> [seed]   run seeded random system calls in the fuzzer (test system), then check
+                        that every invariant still holds
 ";
 
 /// A process named on the command line.
@@ -48,6 +51,15 @@ pub enum Command<'a> {
     Kill(u64),
     /// `start <name-or-pid>`.
     Start(Target<'a>),
+    /// `audit`.
+    Audit,
+    /// `fuzz <calls> [seed]`: no seed means one from the time-stamp counter.
+    Fuzz {
+        /// Calls to make.
+        calls: u64,
+        /// The seed, to replay a run.
+        seed: Option<u64>,
+    },
 }
 
 /// Why a line is not a command. Each message says what was wrong and what was expected.
@@ -113,6 +125,21 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ParseError<'_>> {
         "mem" => none(&mut args, "mem").map(|()| Command::Mem)?,
         "uptime" => none(&mut args, "uptime").map(|()| Command::Uptime)?,
         "ipc-bench" => none(&mut args, "ipc-bench").map(|()| Command::IpcBench)?,
+        "audit" => none(&mut args, "audit").map(|()| Command::Audit)?,
+        "fuzz" => {
+            let usage = "fuzz <calls> [seed]";
+            let arg = args.next().ok_or(ParseError::Missing {
+                command: "fuzz",
+                usage,
+            })?;
+            let calls = number(arg).ok_or(ParseError::NotANumber { arg, usage })?;
+            let seed = match args.next() {
+                Some(arg) => Some(number(arg).ok_or(ParseError::NotANumber { arg, usage })?),
+                None => None,
+            };
+            none(&mut args, usage)?;
+            Command::Fuzz { calls, seed }
+        }
         "echo" => Command::Echo(rest),
         "caps" => Command::Caps(one_number(&mut args, "caps", "caps <pid>")?),
         "kill" => Command::Kill(one_number(&mut args, "kill", "kill <pid>")?),
@@ -170,7 +197,22 @@ mod tests {
 
     #[test]
     fn every_command_parses() {
-        let cases: [(&[u8], Command<'_>); 12] = [
+        let cases: [(&[u8], Command<'_>); 15] = [
+            (b"audit", Command::Audit),
+            (
+                b"fuzz 100000",
+                Command::Fuzz {
+                    calls: 100_000,
+                    seed: None,
+                },
+            ),
+            (
+                b"fuzz 10 0xbeef",
+                Command::Fuzz {
+                    calls: 10,
+                    seed: Some(0xbeef),
+                },
+            ),
             (b"", Command::Nothing),
             (b"   ", Command::Nothing),
             (b"help", Command::Help),
@@ -222,6 +264,19 @@ mod tests {
             "error: unexpected 'b' (usage: start <name-or-pid>)"
         );
         assert_eq!(msg(b"\xff"), "error: the line is not text");
+        assert_eq!(
+            msg(b"fuzz"),
+            "error: fuzz needs an argument (usage: fuzz <calls> [seed])"
+        );
+        assert_eq!(
+            msg(b"fuzz 10 x"),
+            "error: 'x' is not a number (usage: fuzz <calls> [seed])"
+        );
+        assert_eq!(
+            msg(b"fuzz 1 2 3"),
+            "error: unexpected '3' (usage: fuzz <calls> [seed])"
+        );
+        assert_eq!(msg(b"audit now"), "error: unexpected 'now' (usage: audit)");
         assert_eq!(
             msg(b"kill 99999999999999999999"),
             "error: '99999999999999999999' is not a number (usage: kill <pid>)"

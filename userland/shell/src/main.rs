@@ -20,6 +20,7 @@ use brainix_abi::{Error, Message};
 use brainix_proto::{console, launch_handle, shell::slots, status, supervisor};
 use brainix_rt::{AuditRead, Endpoint, Report, cap, print, println, sys::rdtsc};
 use command::{Command, Target};
+use core::fmt::Write;
 
 brainix_rt::entry!(run);
 
@@ -105,6 +106,8 @@ impl Shell {
                 Err(e) => println!("error: kill {pid}: {}{}", e.name(), unsupervised(e)),
             },
             Command::Start(target) => self.start(target),
+            Command::Audit => self.audit(),
+            Command::Fuzz { calls, seed } => self.fuzz(calls, seed.unwrap_or_else(rdtsc)),
         }
     }
 
@@ -203,6 +206,93 @@ impl Shell {
 }
 
 impl Shell {
+    /// Asks the auditor for its report; it prints the report itself.
+    fn audit(&self) {
+        let auditor = Endpoint(launch_handle(slots::AUDITOR));
+        let mut reply = Message::new(0);
+        let asked = auditor
+            .call(
+                &Message::new(brainix_proto::auditor::REPORT),
+                &[],
+                &mut reply,
+            )
+            .and_then(|()| status(&reply));
+        if let Err(e) = asked {
+            println!("error: audit: {}", e.name());
+        }
+    }
+
+    /// Runs the fuzzer, then judges: the fuzzer made every call and answered, the echo server
+    /// still round-trips exactly, every live page table is clean, and every capability table is
+    /// its manifest entry minus drops. Check `fuzz.survived` (third report capability).
+    fn fuzz(&self, calls: u64, seed: u64) {
+        let fuzzer = Endpoint(launch_handle(slots::FUZZ));
+        let mut ask = Message::new(brainix_proto::fuzz::RUN);
+        ask.regs[0] = calls;
+        ask.regs[1] = seed;
+        let mut reply = Message::new(0);
+        let start = rdtsc();
+        let ran = fuzzer
+            .call(&ask, &[], &mut reply)
+            .and_then(|()| status(&reply));
+        let ticks = rdtsc().wrapping_sub(start);
+        let mut detail = brainix_rt::fmt::Buffer::<{ brainix_abi::MAX_REPORT_DETAIL }>::new();
+        let pass = match ran {
+            Err(e) => {
+                let _ = write!(
+                    detail,
+                    "seed={seed:#x}: the fuzzer did not answer: {}",
+                    e.name()
+                );
+                false
+            }
+            Ok(()) if reply.regs[0] != calls.min(brainix_proto::fuzz::MAX_CALLS) => {
+                let made = reply.regs[0];
+                let _ = write!(detail, "seed={seed:#x}: {made} of {calls} calls made");
+                false
+            }
+            Ok(()) => self.invariants_hold(seed, reply.regs[0], reply.regs[1], &mut detail),
+        };
+        println!(
+            "FUZZ seed={seed:#x} calls={} refused={} ticks={ticks} verdict={} {}",
+            reply.regs[0],
+            reply.regs[1],
+            if pass { "PASS" } else { "FAIL" },
+            detail.as_str()
+        );
+        if let Some(r) = Report::nth(2) {
+            let _ = r.report(pass, detail.as_bytes());
+        }
+    }
+
+    /// After a fuzz run: everything the run must not have broken.
+    fn invariants_hold<const N: usize>(
+        &self,
+        seed: u64,
+        calls: u64,
+        refused: u64,
+        d: &mut brainix_rt::fmt::Buffer<N>,
+    ) -> bool {
+        let _ = match (
+            self.round_trip(),
+            brainix_observe::check_tables(self.audit, |_, _| {}),
+            brainix_observe::check_caps(self.audit),
+        ) {
+            (Err(why), _, _) => write!(d, "seed={seed:#x}: echo after the run: {why}"),
+            (_, Err(v), _) => write!(d, "seed={seed:#x}: page tables: {v:?}"),
+            (_, _, Err(v)) => write!(d, "seed={seed:#x}: capabilities: {v:?}"),
+            (Ok(_), Ok(tables), Ok(caps)) => {
+                let _ = write!(
+                    d,
+                    "seed={seed:#x} calls={calls} refused={refused}; echo ok; {} tables clean; caps frozen ({} dropped)",
+                    tables.walked, caps.dropped
+                );
+                return true;
+            }
+        };
+        false
+    }
+
     /// One call to the echo server with every field of the message set; `Ok` with a detail when
     /// the reply carries exactly the same label, words and payload.
     fn round_trip(&self) -> Result<&'static str, &'static str> {

@@ -180,7 +180,7 @@ fn matches(system: &System, cap: &Cap, want: &Expect) -> bool {
 
 #[test]
 fn the_shipped_systems_give_each_program_the_slots_it_opens() {
-    use brainix_proto::{attack, console, echo, shell, supervisor};
+    use brainix_proto::{attack, auditor, console, echo, fuzz, shell, supervisor};
     let (send, receive) = (rights::SEND, rights::RECEIVE);
     let rw = rights::READ | rights::WRITE;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system");
@@ -230,16 +230,55 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                     (console::slots::IRQ, Expect::Irq(4, console::IRQ_BIT)),
                     (console::slots::LOG, Expect::Log),
                 ],
-                "brainix-shell" => vec![
-                    (shell::slots::CONSOLE, Expect::Endpoint("console", send)),
-                    (
-                        shell::slots::SUPERVISOR,
-                        Expect::Endpoint("supervisor", send),
-                    ),
-                    (shell::slots::AUDIT, Expect::AuditRead),
-                    (shell::slots::ECHO, Expect::Endpoint("echo", send)),
-                    (4, Expect::Report(shell::READY.into())),
-                    (5, Expect::Report("ipc.call-reply".into())),
+                "brainix-shell" => {
+                    let mut l = vec![
+                        (shell::slots::CONSOLE, Expect::Endpoint("console", send)),
+                        (
+                            shell::slots::SUPERVISOR,
+                            Expect::Endpoint("supervisor", send),
+                        ),
+                        (shell::slots::AUDIT, Expect::AuditRead),
+                        (shell::slots::ECHO, Expect::Endpoint("echo", send)),
+                        (4, Expect::Report(shell::READY.into())),
+                        (5, Expect::Report("ipc.call-reply".into())),
+                        (shell::slots::AUDITOR, Expect::Endpoint("auditor", send)),
+                    ];
+                    if name == "test.toml" {
+                        l.push((shell::slots::FUZZ, Expect::Endpoint("fuzz", send)));
+                        l.push((8, Expect::Report("fuzz.survived".into())));
+                    }
+                    l
+                }
+                "brainix-auditor" => {
+                    let mut l = vec![
+                        (
+                            auditor::slots::ENDPOINT,
+                            Expect::Endpoint("auditor", receive),
+                        ),
+                        (auditor::slots::CONSOLE, Expect::Endpoint("console", send)),
+                        (auditor::slots::AUDIT, Expect::AuditRead),
+                    ];
+                    if name == "test.toml" {
+                        // In the order the auditor reports them (its `verdict` module).
+                        let ids = [
+                            "audit.capabilities",
+                            "audit.forbidden-refused",
+                            "audit.fault-observed",
+                            "audit.on-demand",
+                            "auth.caps-frozen",
+                            "mem.kpti",
+                        ];
+                        for (i, id) in ids.iter().enumerate() {
+                            l.push((3 + i as u16, Expect::Report(id.to_string())));
+                        }
+                    }
+                    l
+                }
+                "brainix-fuzz" => vec![
+                    (fuzz::slots::ENDPOINT, Expect::Endpoint("fuzz", receive)),
+                    (fuzz::slots::ECHO, Expect::Endpoint("echo", send)),
+                    (fuzz::slots::PORT, Expect::IoPorts(0x80, 1, rights::READ)),
+                    (fuzz::slots::AUDIT, Expect::AuditRead),
                 ],
                 "brainix-echo" => {
                     let Cap::Endpoint { endpoint, .. } = p.caps[0] else {
