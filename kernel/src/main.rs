@@ -34,6 +34,8 @@ mod features {
         BRAINIX_FEATURE_AUDITOR,
         /// The run-time walk of every process's page tables (`audit_tables`).
         BRAINIX_FEATURE_PT_AUDIT,
+        /// The consent service: assist proposals run only on approval from the trusted console.
+        BRAINIX_FEATURE_ASSIST,
         /// The test programs (attacks) of `system/test.toml`: only the test image, which is the
         /// one built with the test hooks and that system.
         #[cfg(feature = "test-hooks")]

@@ -450,7 +450,9 @@ async fn run_group(
 pub const READY_ID: &str = "shell.ready";
 
 /// What to type for a boot that runs the system: one step per check, in plan order. Frame checks
-/// only wait; a line two checks share (one program answering both) is typed once.
+/// only wait; a program two checks share (one program answering both) is started once. A
+/// console command is typed every time a check asks for it: typing it again may be the test
+/// (a replayed approval).
 fn script(board: &Board, group: &BootGroup) -> Script {
     let mut typed: Vec<String> = Vec::new();
     let steps = group
@@ -463,8 +465,12 @@ fn script(board: &Board, group: &BootGroup) -> Script {
             )
         })
         .map(|pc| {
-            let line = pc.check.typed_line().filter(|l| !typed.contains(l));
-            if let Some(l) = &line {
+            let program = pc.check.kind == CheckKind::Program;
+            let line = pc
+                .check
+                .typed_line()
+                .filter(|l| !(program && typed.contains(l)));
+            if let (true, Some(l)) = (program, &line) {
                 typed.push(l.clone());
             }
             Step {

@@ -161,6 +161,61 @@ pub mod auditor {
     }
 }
 
+/// The consent service (INV-ASSIST): an assist tenant may only propose an action; the action
+/// runs only after `approve <id>` typed on the trusted console, once. `deny <id>`, or no answer
+/// before the proposal's deadline, denies it.
+pub mod consent {
+    /// Propose: `regs[0]` the action ([`RESTART`]), `regs[1]` the target pid, `regs[2]` how long
+    /// to wait for an answer in ms (clamped to [`MIN_WAIT_MS`]..=[`MAX_WAIT_MS`]). The reply
+    /// comes at once: `regs[0]` the proposal's id. [`brainix_abi::Error::Busy`] while another
+    /// proposal is pending; [`brainix_abi::Error::OutOfRange`] for an action or target the
+    /// service does not offer.
+    pub const PROPOSE: u64 = 1;
+    /// Wait for proposal `regs[0]` to be decided: OK when it was approved and ran,
+    /// [`brainix_abi::Error::MissingRight`] when denied, [`brainix_abi::Error::Timeout`] when
+    /// nobody answered in time; another error is the action's own failure.
+    pub const AWAIT: u64 = 2;
+    /// Decide proposal `regs[0]`: `regs[1]` 1 approves, 0 denies. Only from a sender whose badge
+    /// has [`TRUSTED`] (the shell on the trusted console); anyone else gets
+    /// [`brainix_abi::Error::MissingRight`]. A proposal that is not the pending one (decided
+    /// already, or never made) gets [`brainix_abi::Error::OutOfRange`].
+    pub const DECIDE: u64 = 3;
+
+    /// Action: restart a process.
+    pub const RESTART: u64 = 1;
+
+    /// The badge bit of the trusted console's sender (the manifest gives it to the shell alone).
+    pub const TRUSTED: u64 = 1 << 33;
+
+    /// Shortest wait for an answer.
+    pub const MIN_WAIT_MS: u64 = 1_000;
+    /// Longest wait for an answer.
+    pub const MAX_WAIT_MS: u64 = 120_000;
+
+    /// The consent service's slots: then one process-control capability per process an
+    /// approved action may restart.
+    pub mod slots {
+        /// Its endpoint, `RECEIVE`.
+        pub const ENDPOINT: u16 = 0;
+        /// The console endpoint, `SEND`, to show proposals and decisions.
+        pub const CONSOLE: u16 = 1;
+        /// Audit (read-only), to name processes.
+        pub const AUDIT: u16 = 2;
+        /// The first process-control capability.
+        pub const FIRST_CONTROL: u16 = 3;
+    }
+
+    /// The assist tenant's slots (test system); its report capabilities follow.
+    pub mod tenant {
+        /// The consent endpoint, `SEND`, without [`super::TRUSTED`].
+        pub const CONSENT: u16 = 0;
+        /// The console endpoint, `SEND`.
+        pub const CONSOLE: u16 = 1;
+        /// Audit (read-only), to see whether an action happened.
+        pub const AUDIT: u16 = 2;
+    }
+}
+
 /// The system-call fuzzer (test system): runs seeded random system calls on request.
 pub mod fuzz {
     /// Run `regs[0]` random calls from seed `regs[1]`; the reply's words are the calls made,
@@ -211,8 +266,11 @@ pub mod shell {
         pub const ECHO: u16 = 3;
         /// The auditor's endpoint, `SEND`, for `audit` (slots 4 and 5 are report capabilities).
         pub const AUDITOR: u16 = 6;
+        /// The consent endpoint, `SEND` with the [`super::super::consent::TRUSTED`] badge bit,
+        /// for `approve` and `deny`.
+        pub const CONSENT: u16 = 7;
         /// The fuzzer's endpoint, `SEND`, for `fuzz` (test system only).
-        pub const FUZZ: u16 = 7;
+        pub const FUZZ: u16 = 8;
     }
 }
 

@@ -15,6 +15,8 @@ commands:
   kill <pid>            ask the supervisor to stop a process
   start <name-or-pid>   ask the supervisor to start (or restart) a process
   audit                 ask the auditor for its report of the whole system
+  approve <id>          consent to an assist proposal shown on this console (runs it, once)
+  deny <id>             refuse an assist proposal
   fuzz <calls> [seed]   run seeded random system calls in the fuzzer (test system), then check
                         that every invariant still holds
 ";
@@ -53,6 +55,13 @@ pub enum Command<'a> {
     Start(Target<'a>),
     /// `audit`.
     Audit,
+    /// `approve <id>` (true) or `deny <id>` (false).
+    Decide {
+        /// The proposal.
+        id: u64,
+        /// Approve or deny.
+        approve: bool,
+    },
     /// `fuzz <calls> [seed]`: no seed means one from the time-stamp counter.
     Fuzz {
         /// Calls to make.
@@ -126,6 +135,14 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ParseError<'_>> {
         "uptime" => none(&mut args, "uptime").map(|()| Command::Uptime)?,
         "ipc-bench" => none(&mut args, "ipc-bench").map(|()| Command::IpcBench)?,
         "audit" => none(&mut args, "audit").map(|()| Command::Audit)?,
+        "approve" => Command::Decide {
+            id: one_number(&mut args, "approve", "approve <id>")?,
+            approve: true,
+        },
+        "deny" => Command::Decide {
+            id: one_number(&mut args, "deny", "deny <id>")?,
+            approve: false,
+        },
         "fuzz" => {
             let usage = "fuzz <calls> [seed]";
             let arg = args.next().ok_or(ParseError::Missing {
@@ -197,7 +214,21 @@ mod tests {
 
     #[test]
     fn every_command_parses() {
-        let cases: [(&[u8], Command<'_>); 15] = [
+        let cases: [(&[u8], Command<'_>); 17] = [
+            (
+                b"approve 2",
+                Command::Decide {
+                    id: 2,
+                    approve: true,
+                },
+            ),
+            (
+                b"deny 0x1",
+                Command::Decide {
+                    id: 1,
+                    approve: false,
+                },
+            ),
             (b"audit", Command::Audit),
             (
                 b"fuzz 100000",

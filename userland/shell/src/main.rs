@@ -107,6 +107,7 @@ impl Shell {
             },
             Command::Start(target) => self.start(target),
             Command::Audit => self.audit(),
+            Command::Decide { id, approve } => self.decide(id, approve),
             Command::Fuzz { calls, seed } => self.fuzz(calls, seed.unwrap_or_else(rdtsc)),
         }
     }
@@ -206,6 +207,29 @@ impl Shell {
 }
 
 impl Shell {
+    /// Takes the console's decision on an assist proposal to the consent service: only this
+    /// shell's capability carries the trusted bit.
+    fn decide(&self, id: u64, approve: bool) {
+        let consent = Endpoint(launch_handle(slots::CONSENT));
+        let mut m = Message::new(brainix_proto::consent::DECIDE);
+        m.regs[0] = id;
+        m.regs[1] = u64::from(approve);
+        let mut reply = Message::new(0);
+        let word = if approve { "approve" } else { "deny" };
+        match consent
+            .call(&m, &[], &mut reply)
+            .and_then(|()| status(&reply))
+        {
+            Ok(()) => println!("{word} {id}: done"),
+            Err(Error::OutOfRange) => {
+                println!(
+                    "error: {word} {id}: no such proposal is waiting (decided already, or never made)"
+                )
+            }
+            Err(e) => println!("error: {word} {id}: {}", e.name()),
+        }
+    }
+
     /// Asks the auditor for its report; it prints the report itself.
     fn audit(&self) {
         let auditor = Endpoint(launch_handle(slots::AUDITOR));

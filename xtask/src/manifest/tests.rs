@@ -180,7 +180,7 @@ fn matches(system: &System, cap: &Cap, want: &Expect) -> bool {
 
 #[test]
 fn the_shipped_systems_give_each_program_the_slots_it_opens() {
-    use brainix_proto::{attack, auditor, console, echo, fuzz, shell, supervisor};
+    use brainix_proto::{attack, auditor, consent, console, echo, fuzz, shell, supervisor};
     let (send, receive) = (rights::SEND, rights::RECEIVE);
     let rw = rights::READ | rights::WRITE;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system");
@@ -242,10 +242,11 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                         (4, Expect::Report(shell::READY.into())),
                         (5, Expect::Report("ipc.call-reply".into())),
                         (shell::slots::AUDITOR, Expect::Endpoint("auditor", send)),
+                        (shell::slots::CONSENT, Expect::Endpoint("consent", send)),
                     ];
                     if name == "test.toml" {
                         l.push((shell::slots::FUZZ, Expect::Endpoint("fuzz", send)));
-                        l.push((8, Expect::Report("fuzz.survived".into())));
+                        l.push((9, Expect::Report("fuzz.survived".into())));
                     }
                     l
                 }
@@ -271,6 +272,34 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                         for (i, id) in ids.iter().enumerate() {
                             l.push((3 + i as u16, Expect::Report(id.to_string())));
                         }
+                    }
+                    l
+                }
+                "brainix-consent" => vec![
+                    (
+                        consent::slots::ENDPOINT,
+                        Expect::Endpoint("consent", receive),
+                    ),
+                    (consent::slots::CONSOLE, Expect::Endpoint("console", send)),
+                    (consent::slots::AUDIT, Expect::AuditRead),
+                    (consent::slots::FIRST_CONTROL, Expect::ProcessControl),
+                ],
+                "brainix-assist" => {
+                    let mut l = vec![
+                        (consent::tenant::CONSENT, Expect::Endpoint("consent", send)),
+                        (consent::tenant::CONSOLE, Expect::Endpoint("console", send)),
+                        (consent::tenant::AUDIT, Expect::AuditRead),
+                    ];
+                    let ids = [
+                        "assist.tenant-only",
+                        "assist.deny",
+                        "assist.approve-once",
+                        "assist.forged-refused",
+                        "assist.replay-refused",
+                        "assist.timeout-denies",
+                    ];
+                    for (i, id) in ids.iter().enumerate() {
+                        l.push((3 + i as u16, Expect::Report(id.to_string())));
                     }
                     l
                 }
@@ -874,4 +903,32 @@ fn report_capabilities_name_one_well_formed_check_each() {
         .collect();
     let src = with(&many);
     refused(&src, line(&src, "c64"), &["one report capability too many"]);
+}
+
+#[test]
+fn only_the_shell_may_decide_on_assist_proposals() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system");
+    for name in ["default.toml", "test.toml"] {
+        let path = root.join(name);
+        let system = check(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+        let consent = system
+            .endpoints
+            .iter()
+            .position(|e| e == "consent")
+            .unwrap();
+        let mut trusted = Vec::new();
+        for p in &system.processes {
+            for cap in &p.caps {
+                if let Cap::Endpoint {
+                    endpoint, badge, ..
+                } = *cap
+                    && usize::from(endpoint) == consent
+                    && badge & brainix_proto::consent::TRUSTED != 0
+                {
+                    trusted.push(p.name.as_str());
+                }
+            }
+        }
+        assert_eq!(trusted, ["shell"], "{name}: holders of the trusted bit");
+    }
 }
