@@ -130,6 +130,11 @@ pub enum Syscall {
     /// a DMA pool's physical address 0, as the manifest does not fix it). Comparing the two shows
     /// a capability table only ever lost entries.
     AuditManifestCap = 26,
+    /// `audit_sharing(audit_read) -> (rdi = user pages checked, rsi = a physical page mapped
+    /// into two processes or 0, rdx and r10 = those two pids)`: walks every live process's
+    /// user mappings and checks that no physical page is reachable from two of them (INV-IPC:
+    /// there is no shared memory between processes).
+    AuditSharing = 27,
 }
 
 /// Codes of [`Syscall::AuditTables`].
@@ -162,7 +167,7 @@ impl Syscall {
     /// The call for a number, if there is one.
     pub fn from_number(n: u64) -> Option<Syscall> {
         use Syscall::*;
-        const ALL: [Syscall; 27] = [
+        const ALL: [Syscall; 28] = [
             Exit,
             Yield,
             Uptime,
@@ -190,6 +195,7 @@ impl Syscall {
             Report,
             AuditTables,
             AuditManifestCap,
+            AuditSharing,
         ];
         ALL.get(usize::try_from(n).ok()?).copied()
     }
@@ -589,7 +595,8 @@ mod tests {
         assert_eq!(Syscall::from_number(23), Some(Syscall::RegionInfo));
         assert_eq!(Syscall::from_number(24), Some(Syscall::Report));
         assert_eq!(Syscall::from_number(26), Some(Syscall::AuditManifestCap));
-        assert_eq!(Syscall::from_number(27), None);
+        assert_eq!(Syscall::from_number(27), Some(Syscall::AuditSharing));
+        assert_eq!(Syscall::from_number(28), None);
         assert_eq!(Error::from_code(0), None);
         assert_eq!(Error::from_code(13), Some(Error::Busy));
         assert_eq!(Syscall::from_number(u64::MAX), None);

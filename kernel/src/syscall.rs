@@ -91,6 +91,15 @@ impl<S: Spaces, M: Machine> System<S, M> {
             Syscall::Report => Some(self.report(pid, [a0, a1, a2, a3])),
             Syscall::AuditTables => Some(self.audit_tables(pid, a0, a1)),
             Syscall::AuditManifestCap => Some(self.audit_manifest_cap(pid, a0, a1, a2, a3)),
+            Syscall::AuditSharing => {
+                Some(
+                    self.audit(pid, a0)
+                        .map(|()| match self.spaces.audit_sharing() {
+                            Ok(pages) => [pages, 0, 0, 0],
+                            Err((page, a, b)) => [0, page, u64::from(a), u64::from(b)],
+                        }),
+                )
+            }
         };
         // A process killed or restarted by its own call has no result to receive, and one
         // that blocked gets its result when it is woken.

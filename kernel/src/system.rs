@@ -256,6 +256,9 @@ pub trait Spaces {
     /// mapped, or `(code, address)` of the first violation ([`brainix_abi::table_audit`]);
     /// `None` when `pid` has no address space.
     fn audit_tables(&self, pid: u16) -> Option<Result<u64, (u64, u64)>>;
+    /// Checks that no physical page is reachable from two live processes' user mappings: the
+    /// user pages checked, or `(page, pid, pid)` of the first shared one.
+    fn audit_sharing(&self) -> Result<u64, (u64, u16, u16)>;
 }
 
 /// The hardware the portable kernel touches.
@@ -680,6 +683,9 @@ pub mod fixture {
         }
         fn audit_tables(&self, pid: u16) -> Option<Result<u64, (u64, u64)>> {
             (self.launched.contains(&pid) && !self.torn_down.contains(&pid)).then_some(Ok(3))
+        }
+        fn audit_sharing(&self) -> Result<u64, (u64, u16, u16)> {
+            Ok(self.launched.len() as u64)
         }
     }
 

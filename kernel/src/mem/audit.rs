@@ -139,6 +139,16 @@ pub fn no_wx_alias(mem: &impl TableMemory, root: u64) -> Result<(), Violation> {
     })
 }
 
+/// `ipc.no-shared-memory`: given every (physical page, pid) a user mapping reaches, the first
+/// page two processes reach, with both pids. Sorts `pages` in place.
+pub fn shared_page(pages: &mut [(u64, u16)]) -> Option<(u64, u16, u16)> {
+    pages.sort_unstable();
+    pages
+        .windows(2)
+        .find(|w| w[0].0 == w[1].0 && w[0].1 != w[1].1)
+        .map(|w| (w[0].0, w[0].1, w[1].1))
+}
+
 /// What [`user_space`] found wrong.
 pub const USER_WX: &str = "page is writable and executable";
 /// What [`user_space`] found wrong.
@@ -302,6 +312,19 @@ mod tests {
         let (mut t, root, _, guard) = kernel();
         map(&mut t, root, guard, 0x10_3000, SIZE_4K, Perm::ReadWrite).unwrap();
         assert_eq!(stack_guards(&t, root, &[guard]).unwrap_err().addr, guard);
+    }
+
+    #[test]
+    fn a_page_two_processes_reach_is_found() {
+        let mut pages = [(0x5000, 1), (0x3000, 2), (0x4000, 1), (0x4000, 1)];
+        assert_eq!(
+            shared_page(&mut pages),
+            None,
+            "one process mapping a page twice is not sharing"
+        );
+        let mut pages = [(0x5000, 1), (0x3000, 2), (0x4000, 1), (0x3000, 4)];
+        assert_eq!(shared_page(&mut pages), Some((0x3000, 2, 4)));
+        assert_eq!(shared_page(&mut []), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //!
 //! Report capabilities, in order (test system): `audit.capabilities`,
 //! `audit.forbidden-refused`, `audit.fault-observed`, `audit.on-demand`, `auth.caps-frozen`,
-//! `mem.kpti`.
+//! `mem.kpti`, `ipc.no-shared-memory`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod checks;
@@ -36,6 +36,7 @@ mod verdict {
     pub const ON_DEMAND: usize = 3;
     pub const CAPS_FROZEN: usize = 4;
     pub const TABLES: usize = 5;
+    pub const SHARING: usize = 6;
 }
 
 /// Reports verdict `n` if this system gives the auditor that report capability.
@@ -189,6 +190,28 @@ impl Auditor {
         };
         println!("AUDIT tables: {}", d.as_str());
         report(verdict::TABLES, tables_ok, d.as_bytes());
+
+        let mut d = Buffer::<{ brainix_abi::MAX_REPORT_DETAIL }>::new();
+        let shared_ok = match self.audit.sharing() {
+            Ok(Ok(pages)) => write!(
+                d,
+                "{pages} user pages of live processes: no physical page in two of them"
+            )
+            .is_ok(),
+            Ok(Err((page, a, b))) => {
+                let _ = write!(
+                    d,
+                    "physical page {page:#x} is mapped by pid {a} and pid {b}"
+                );
+                false
+            }
+            Err(e) => {
+                let _ = write!(d, "audit refused: {}", e.name());
+                false
+            }
+        };
+        println!("AUDIT sharing: {}", d.as_str());
+        report(verdict::SHARING, shared_ok, d.as_bytes());
 
         if let Ok(m) = self.audit.memory() {
             println!(

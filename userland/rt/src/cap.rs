@@ -368,6 +368,19 @@ impl AuditRead {
         })
     }
 
+    /// Checks that no physical page is mapped into two live processes: `Ok(pages)` checked, or
+    /// `Err((page, pid, pid))` of the first shared one.
+    pub fn sharing(self) -> Result<core::result::Result<u64, (u64, u64, u64)>> {
+        // SAFETY: no memory is passed.
+        let out = unsafe { syscall(Syscall::AuditSharing, [self.0.0, 0, 0, 0, 0, 0]) }?;
+        let [pages, page, a, b] = out.0;
+        Ok(if page == 0 {
+            Ok(pages)
+        } else {
+            Err((page, a, b))
+        })
+    }
+
     /// Frame and pool statistics.
     pub fn memory(self) -> Result<MemoryInfo> {
         let mut info = MemoryInfo::default();

@@ -268,6 +268,7 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                             "audit.on-demand",
                             "auth.caps-frozen",
                             "mem.kpti",
+                            "ipc.no-shared-memory",
                         ];
                         for (i, id) in ids.iter().enumerate() {
                             l.push((3 + i as u16, Expect::Report(id.to_string())));
@@ -324,6 +325,12 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                         | "kernel-write" => Some(Expect::Endpoint("echo", send)),
                         "wrong-type" => Some(Expect::IoPorts(0x80, 1, rights::READ)),
                         "dead-endpoint" => Some(Expect::Endpoint("victim", send)),
+                        "queue-probe" => Some(Expect::Endpoint("qsink", send)),
+                        "queue-sink" => {
+                            l.push((2, Expect::AuditRead));
+                            l.push((3, Expect::ProcessControl));
+                            Some(Expect::Endpoint("qsink", receive))
+                        }
                         "forged-handle" | "bad-lease" | "write-text" | "exec-stack" => None,
                         // Slot 1 a read-only MMIO region, slot 2 a DMA pool; `mmio-on-ram`
                         // points slot 1 at RAM on purpose (the kernel refuses its launch).

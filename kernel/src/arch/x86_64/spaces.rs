@@ -16,7 +16,8 @@ use crate::mem::audit;
 use crate::mem::frames::Frame;
 use crate::mem::layout::{KERNEL_VMA, PHYSMAP};
 use crate::mem::paging::{
-    MapError, Perm, SIZE_4K, Table, TableMemory, bits, map, map_raw, map_user, translate,
+    self, Leaf, MapError, Perm, SIZE_4K, Table, TableMemory, bits, map, map_raw, map_user,
+    translate,
 };
 use crate::system::{Launch, LaunchError, MAX_PROCESS_PAGES, MAX_PROCESSES, Spaces};
 use brainix_abi::Error;
@@ -63,6 +64,12 @@ static FRAME_LISTS: Lists = Lists(
     UnsafeCell::new([FrameList::EMPTY; MAX_PROCESSES]),
     AtomicBool::new(false),
 );
+
+/// Scratch for [`ArchSpaces::audit_sharing`]: one entry per user page any process can map.
+struct Sharing(UnsafeCell<[(u64, u16); MAX_PROCESSES * MAX_PROCESS_PAGES]>);
+// SAFETY: only `audit_sharing` touches it, on one CPU with interrupts off (see there).
+unsafe impl Sync for Sharing {}
+static SHARING: Sharing = Sharing(UnsafeCell::new([(0, 0); MAX_PROCESSES * MAX_PROCESS_PAGES]));
 
 /// Reads tables through the direct map; builds none.
 struct Physmap;
@@ -466,6 +473,36 @@ impl Spaces for ArchSpaces {
             self.teardown(pid);
         }
         launched
+    }
+
+    fn audit_sharing(&self) -> Result<u64, (u64, u16, u16)> {
+        // SAFETY: one CPU, and the system (this call's only caller) runs with interrupts off,
+        // so nothing else borrows the buffer while this function does.
+        let buf = unsafe { &mut *SHARING.0.get() };
+        let mut n = 0;
+        for pid in 0..MAX_PROCESSES as u16 {
+            let root = self.root(pid);
+            if root == 0 {
+                continue;
+            }
+            let _ = paging::walk(&Physmap, root, |l: &Leaf| {
+                if !l.user {
+                    return Ok(());
+                }
+                let mut page = l.phys;
+                while page < l.phys + l.size {
+                    let slot = buf.get_mut(n).ok_or(())?;
+                    *slot = (page, pid);
+                    n += 1;
+                    page += 4096;
+                }
+                Ok::<(), ()>(())
+            });
+        }
+        match audit::shared_page(&mut buf[..n]) {
+            Some(shared) => Err(shared),
+            None => Ok(n as u64),
+        }
     }
 
     fn audit_tables(&self, pid: u16) -> Option<Result<u64, (u64, u64)>> {
