@@ -65,6 +65,9 @@ pub fn analyse(name: &str, data: &[u8]) -> Verdict {
         "elf-no-heap-symbols" => no_heap_symbols(data),
         "elf-pvh-note" => pvh_note(data),
         "elf-multiboot-header" => multiboot_header(data),
+        "elf-embedded-wx" => embedded_wx(data),
+        "elf-fixed-layout" => fixed_layout(data),
+        "no-private-keys" => no_private_keys(data),
         other => fail(format!("this runner has no analysis `{other}`")),
     }
 }
@@ -215,6 +218,123 @@ fn multiboot_header(data: &[u8]) -> Verdict {
     }
     fail(format!(
         "no multiboot v1 header in the first {MULTIBOOT_SEARCH} bytes"
+    ))
+}
+
+/// ELF64, little endian, version 1: the start of every program image the kernel embeds.
+const ELF64_LE: &[u8] = b"\x7fELF\x02\x01\x01";
+
+/// INV-MEM for every binary in the image: each x86-64 executable embedded in it (the user
+/// programs the kernel carries) has no loadable segment both writable and executable. An image
+/// with none embedded fails: nothing would be proven.
+fn embedded_wx(data: &[u8]) -> Verdict {
+    let mut checked = 0;
+    let mut bad = Vec::new();
+    let mut at = 1;
+    while let Some(i) = data
+        .get(at..)
+        .and_then(|rest| rest.windows(ELF64_LE.len()).position(|w| w == ELF64_LE))
+    {
+        let off = at + i;
+        at = off + 1;
+        let inner = &data[off..];
+        let Ok((h, e)) = parse(inner) else { continue };
+        if h.e_type(e) != object::elf::ET_EXEC || h.e_machine(e) != object::elf::EM_X86_64 {
+            continue;
+        }
+        let Ok(phdrs) = h.program_headers(e, inner) else {
+            continue;
+        };
+        checked += 1;
+        for p in phdrs.iter().filter(|p| p.p_type(e) == PT_LOAD) {
+            let f = p.p_flags(e);
+            if f & PF_W != 0 && f & PF_X != 0 {
+                bad.push(format!(
+                    "program at file offset {off:#x}: segment at vaddr {:#x} is W+X",
+                    p.p_vaddr(e)
+                ));
+            }
+        }
+    }
+    match (checked, bad.is_empty()) {
+        (0, _) => {
+            fail("no embedded program image found: nothing to check, so nothing is proven".into())
+        }
+        (n, true) => pass(format!(
+            "{n} embedded program images, no loadable segment writable and executable"
+        )),
+        (_, false) => fail(bad.join("; ")),
+    }
+}
+
+/// Nothing depends on a secret layout: the image is a fixed-address executable (not position
+/// independent, no dynamic segment or interpreter), so it runs only where it was linked and
+/// there is no randomised base to keep secret (no KASLR, by design).
+fn fixed_layout(data: &[u8]) -> Verdict {
+    let (h, e) = match parse(data) {
+        Ok(x) => x,
+        Err(v) => return v,
+    };
+    if h.e_type(e) != object::elf::ET_EXEC {
+        return fail(format!(
+            "ELF type {} is not ET_EXEC: a relocatable image could be placed at a secret address",
+            h.e_type(e)
+        ));
+    }
+    let Ok(phdrs) = h.program_headers(e, data) else {
+        return fail("unreadable program headers".into());
+    };
+    let dynamic = phdrs.iter().any(|p| {
+        matches!(
+            p.p_type(e),
+            object::elf::PT_DYNAMIC | object::elf::PT_INTERP
+        )
+    });
+    if dynamic {
+        return fail(
+            "the image has a dynamic segment or interpreter: it could be relocated".into(),
+        );
+    }
+    let entry = h.e_entry(e);
+    let in_load = phdrs.iter().any(|p| {
+        p.p_type(e) == PT_LOAD && entry >= p.p_vaddr(e) && entry - p.p_vaddr(e) < p.p_memsz(e)
+    });
+    if !in_load {
+        return fail(format!("entry {entry:#x} lies in no loadable segment"));
+    }
+    pass(format!(
+        "fixed-address executable, entry {entry:#x} in a loadable segment, no dynamic segment"
+    ))
+}
+
+/// Markers of private keys a build must never carry: PEM blocks, OpenSSH keys, and the DER
+/// prefix of a PKCS#8 Ed25519 private key.
+pub const KEY_MARKERS: &[(&str, &[u8])] = &[
+    ("a PEM private key", b"PRIVATE KEY-----"),
+    ("an OpenSSH private key", b"openssh-key-v1\0"),
+    (
+        "a PKCS#8 Ed25519 private key",
+        &[
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ],
+    ),
+];
+
+/// Nothing in the image depends on secrecy: no private key is embedded in it.
+fn no_private_keys(data: &[u8]) -> Verdict {
+    // Fail closed like every analysis: bytes that are not an image prove nothing about one.
+    if let Err(v) = parse(data) {
+        return v;
+    }
+    for (what, marker) in KEY_MARKERS {
+        if let Some(at) = data.windows(marker.len()).position(|w| w == *marker) {
+            return fail(format!("{what} at file offset {at:#x}"));
+        }
+    }
+    pass(format!(
+        "{} bytes scanned: no PEM, OpenSSH or PKCS#8 Ed25519 private key",
+        data.len()
     ))
 }
 
@@ -372,6 +492,73 @@ mod tests {
         );
         let v = analyse("elf-wx-segments", &bad);
         assert!(!v.pass && v.detail.contains("W+X"), "{v:?}");
+    }
+
+    #[test]
+    fn embedded_programs_are_found_and_a_wx_one_fails() {
+        let clean = build(
+            &[
+                seg(PT_LOAD, object::elf::PF_R | PF_X),
+                seg(PT_LOAD, object::elf::PF_R | PF_W),
+            ],
+            &[],
+        );
+        let wx = build(&[seg(PT_LOAD, object::elf::PF_R | PF_W | PF_X)], &[]);
+        let mut kernel = build(&[seg(PT_LOAD, object::elf::PF_R | PF_X)], &[]);
+        // Nothing embedded: nothing proven.
+        assert!(!analyse("elf-embedded-wx", &kernel).pass);
+        kernel.extend_from_slice(&[0; 13]);
+        kernel.extend_from_slice(&clean);
+        kernel.extend_from_slice(b"\x7fELF\x02\x01\x01 not a header");
+        kernel.extend_from_slice(&clean);
+        let v = analyse("elf-embedded-wx", &kernel);
+        assert!(v.pass, "{v:?}");
+        assert!(v.detail.starts_with("2 embedded program images"), "{v:?}");
+        kernel.extend_from_slice(&wx);
+        let v = analyse("elf-embedded-wx", &kernel);
+        assert!(!v.pass && v.detail.contains("is W+X"), "{v:?}");
+    }
+
+    #[test]
+    fn a_relocatable_image_or_a_stray_entry_is_not_a_fixed_layout() {
+        let img = build(&[seg(PT_LOAD, object::elf::PF_R | PF_X)], &[]);
+        let mut fixed = img.clone();
+        fixed[24..32].copy_from_slice(&0x10_0000u64.to_le_bytes());
+        assert!(analyse("elf-fixed-layout", &fixed).pass);
+        assert!(
+            !analyse("elf-fixed-layout", &img).pass,
+            "entry 0 is in no segment"
+        );
+        let mut pie = fixed.clone();
+        pie[16..18].copy_from_slice(&3u16.to_le_bytes()); // ET_DYN
+        assert!(
+            analyse("elf-fixed-layout", &pie)
+                .detail
+                .contains("not ET_EXEC")
+        );
+        let dynamic = build(
+            &[
+                seg(PT_LOAD, object::elf::PF_R | PF_X),
+                seg(object::elf::PT_DYNAMIC, object::elf::PF_R),
+            ],
+            &[],
+        );
+        let mut dynamic = dynamic;
+        dynamic[24..32].copy_from_slice(&0x10_0000u64.to_le_bytes());
+        assert!(!analyse("elf-fixed-layout", &dynamic).pass);
+    }
+
+    #[test]
+    fn embedded_private_keys_are_found() {
+        let img = build(&[seg(PT_LOAD, object::elf::PF_R | PF_X)], &[]);
+        assert!(analyse("no-private-keys", &img).pass);
+        for (what, marker) in KEY_MARKERS {
+            let mut bad = img.clone();
+            bad.extend_from_slice(b"padding");
+            bad.extend_from_slice(marker);
+            let v = analyse("no-private-keys", &bad);
+            assert!(!v.pass && v.detail.starts_with(what), "{v:?}");
+        }
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub const ANALYSES: &[&str] = &[
     "elf-no-heap-symbols",
     "elf-pvh-note",
     "elf-multiboot-header",
+    "elf-embedded-wx",
+    "elf-fixed-layout",
+    "no-private-keys",
 ];
 
 /// Why a plan or the feature registry could not be loaded.

@@ -12,6 +12,9 @@
 //!
 //! Plain `std`: the build tool must build before anything else has.
 
+// Checked by `cargo xtask test` (its unit tests run there); nothing else calls it.
+#[cfg(test)]
+mod deps;
 mod manifest;
 
 use brainix_testkit::Boot;
