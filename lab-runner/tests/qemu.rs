@@ -125,19 +125,23 @@ fn a_refusal_board_whose_cpu_has_rdrand_fails() {
     );
 }
 
+/// The CI matrix: every plan on every QEMU board, in two shards merged back into one report.
+/// Every check passes or is SKIP with its reason; `qemu-no-rdrand` passes by refusing to boot.
 #[test]
-fn matrix_runs_every_qemu_board_and_shards_merge_back() {
+fn matrix_runs_every_plan_on_every_qemu_board_and_shards_merge_back() {
     let tmp = tempfile::tempdir().unwrap();
     let a = lab_runner(
-        &["matrix", "--plan", "smoke", "--shard", "1/2", "--quiet"],
+        &["matrix", "--plan", "all", "--shard", "1/2", "--quiet"],
         &tmp.path().join("a"),
         &[],
     );
     let b = lab_runner(
-        &["matrix", "--plan", "smoke", "--shard", "2/2", "--quiet"],
+        &["matrix", "--plan", "all", "--shard", "2/2", "--quiet"],
         &tmp.path().join("b"),
         &[],
     );
+    assert_eq!(a.code, 0, "{}", a.output);
+    assert_eq!(b.code, 0, "{}", b.output);
     let (ra, rb) = (a.report.unwrap(), b.report.unwrap());
     let boards_a: std::collections::BTreeSet<_> = ra.boards.iter().cloned().collect();
     assert!(
@@ -162,6 +166,24 @@ fn matrix_runs_every_qemu_board_and_shards_merge_back() {
     )
     .unwrap();
     assert_eq!(m.results.len(), ra.results.len() + rb.results.len());
+    for r in &m.results {
+        assert!(
+            matches!(r.state, State::Pass | State::Skip),
+            "{} {}: {} {}",
+            r.board,
+            r.check,
+            r.state,
+            r.reason
+        );
+    }
+    let refused = m
+        .results
+        .iter()
+        .find(|r| r.board == "qemu-no-rdrand" && r.check == "boot.expected-exit")
+        .unwrap();
+    assert_eq!(refused.state, State::Pass, "{}", refused.reason);
+    let passed = m.results.iter().filter(|r| r.state == State::Pass).count();
+    assert!(passed >= 200, "{passed} checks passed across the boards");
     assert_eq!(m.shards, ["1/2", "2/2"]);
     assert_eq!(out.status.code(), Some(m.exit_code() as i32));
     let html = std::fs::read_to_string(merged.join("report.html")).unwrap();

@@ -255,11 +255,14 @@ impl Shell {
         ask.regs[0] = calls;
         ask.regs[1] = seed;
         let mut reply = Message::new(0);
-        let start = rdtsc();
+        let ms = || cap::uptime().map_or(0, |(ms, _)| ms);
+        let start = ms();
         let ran = fuzzer
             .call(&ask, &[], &mut reply)
             .and_then(|()| status(&reply));
-        let ticks = rdtsc().wrapping_sub(start);
+        let elapsed = ms().saturating_sub(start);
+        // Calls per second, for the record (the timer ticks at 1 kHz).
+        let rate = reply.regs[0].saturating_mul(1000) / elapsed.max(1);
         let mut detail = brainix_rt::fmt::Buffer::<{ brainix_abi::MAX_REPORT_DETAIL }>::new();
         let pass = match ran {
             Err(e) => {
@@ -278,7 +281,7 @@ impl Shell {
             Ok(()) => self.invariants_hold(seed, reply.regs[0], reply.regs[1], &mut detail),
         };
         println!(
-            "FUZZ seed={seed:#x} calls={} refused={} ticks={ticks} verdict={} {}",
+            "FUZZ seed={seed:#x} calls={} refused={} ms={elapsed} calls_per_s={rate} verdict={} {}",
             reply.regs[0],
             reply.regs[1],
             if pass { "PASS" } else { "FAIL" },
