@@ -602,6 +602,64 @@ mod tests {
         assert_eq!(Syscall::from_number(u64::MAX), None);
     }
 
+    /// A tripwire for review, not the proof (the proof is the live checks `ipc.no-shared-memory`
+    /// and `ipc.no-async-queue`): every call the ABI offers, with what it does to memory and
+    /// messages. A new call fails this test until it is added here, which is where a call that
+    /// maps memory into two processes or queues a message would have to be argued for.
+    #[test]
+    fn every_call_is_reviewed_and_none_shares_memory_or_queues() {
+        use Syscall::*;
+        // (call, what it does to memory and messages)
+        let reviewed: [(Syscall, &str); 28] = [
+            (Exit, "ends the caller"),
+            (Yield, "no memory"),
+            (Uptime, "no memory"),
+            (
+                Send,
+                "rendezvous: blocks until a receiver takes the message",
+            ),
+            (
+                Recv,
+                "rendezvous: blocks until a sender arrives, or a timeout",
+            ),
+            (Call, "rendezvous both ways"),
+            (Reply, "to a caller already blocked; never queued"),
+            (ReplyRecv, "reply, then receive"),
+            (LeaseRead, "copy from a lease lent for one call"),
+            (LeaseWrite, "copy into a lease lent for one call"),
+            (CapInfo, "no memory"),
+            (CapDrop, "no memory"),
+            (EndpointRevoke, "no memory"),
+            (IoIn, "no memory"),
+            (IoOut, "no memory"),
+            (IrqAck, "no memory"),
+            (ProcessStop, "no memory"),
+            (ProcessRestart, "no memory"),
+            (AuditProcess, "copies a record out"),
+            (AuditCap, "copies a record out"),
+            (AuditMemory, "copies a record out"),
+            (Log, "copies a line in"),
+            (NullSyscall, "no memory"),
+            (
+                RegionInfo,
+                "names the caller's own device region or DMA pool",
+            ),
+            (Report, "copies a detail in"),
+            (AuditTables, "no memory"),
+            (AuditManifestCap, "copies a record out"),
+            (AuditSharing, "no memory"),
+        ];
+        let offered: std::vec::Vec<Syscall> = (0..256).filter_map(Syscall::from_number).collect();
+        assert_eq!(
+            offered,
+            reviewed
+                .iter()
+                .map(|(c, _)| *c)
+                .collect::<std::vec::Vec<_>>(),
+            "the ABI's calls changed: review the new one here"
+        );
+    }
+
     #[test]
     fn handles_pack_slot_and_generation_and_reject_reserved_bits() {
         let h = Handle::new(7, 0xdead_beef);
