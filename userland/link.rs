@@ -4,7 +4,12 @@
 
 fn main() {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let script = std::path::Path::new(&manifest).join("../link.ld");
+    // Programs in userland/ find it beside them, servers in drivers/ under ../userland.
+    let here = std::path::Path::new(&manifest);
+    let script = [here.join("../link.ld"), here.join("../../userland/link.ld")]
+        .into_iter()
+        .find(|p| p.is_file())
+        .expect("userland/link.ld is where every program's build script expects it");
     // Cargo does not relink when only the script changes; this makes it.
     println!("cargo:rerun-if-changed={}", script.display());
     println!("cargo:rerun-if-changed=../link.rs");

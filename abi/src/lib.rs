@@ -135,6 +135,18 @@ pub enum Syscall {
     /// user mappings and checks that no physical page is reachable from two of them (INV-IPC:
     /// there is no shared memory between processes).
     AuditSharing = 27,
+    /// `pci_config_read(pci_function, offset) -> (rdi = value)`: the 32-bit configuration
+    /// register at `offset` (a multiple of 4 below 256) of the one PCI function the capability
+    /// names. Needs [`rights::READ`]. [`Error::OutOfRange`] for any other offset.
+    PciConfigRead = 28,
+    /// `pci_config_write(pci_function, offset, value)`: only the command register (offset 4),
+    /// and of it only memory decoding, bus mastering and INTx disable; the other bits keep their
+    /// value. Any other register, a BAR above all, is [`Error::MissingRight`]: a driver cannot
+    /// move its device's registers over memory it does not own. Needs [`rights::WRITE`].
+    PciConfigWrite = 29,
+    /// `audit_device(audit_read, index, buf: *mut DeviceInfo)`: the `index`-th PCI function
+    /// discovered at boot. [`Error::OutOfRange`] past the last.
+    AuditDevice = 30,
 }
 
 /// Codes of [`Syscall::AuditTables`].
@@ -167,7 +179,7 @@ impl Syscall {
     /// The call for a number, if there is one.
     pub fn from_number(n: u64) -> Option<Syscall> {
         use Syscall::*;
-        const ALL: [Syscall; 28] = [
+        const ALL: [Syscall; 31] = [
             Exit,
             Yield,
             Uptime,
@@ -196,6 +208,9 @@ impl Syscall {
             AuditTables,
             AuditManifestCap,
             AuditSharing,
+            PciConfigRead,
+            PciConfigWrite,
+            AuditDevice,
         ];
         ALL.get(usize::try_from(n).ok()?).copied()
     }
@@ -234,13 +249,23 @@ pub enum Error {
     Busy = 13,
     /// The check this report capability names was already reported in this boot.
     AlreadyReported = 14,
+    /// A device reported an error (servers' replies).
+    Io = 15,
+    /// Stored data failed its checksum; it is reported, never returned (servers' replies).
+    Corrupt = 16,
+    /// No such file or object (servers' replies).
+    NotFound = 17,
+    /// It exists already (servers' replies).
+    Exists = 18,
+    /// No room left (servers' replies).
+    NoSpace = 19,
 }
 
 impl Error {
     /// The error for a code, if it is one.
     pub fn from_code(code: u64) -> Option<Error> {
         use Error::*;
-        const ALL: [Error; 14] = [
+        const ALL: [Error; 19] = [
             NoSuchCall,
             BadHandle,
             StaleHandle,
@@ -255,6 +280,11 @@ impl Error {
             OutOfRange,
             Busy,
             AlreadyReported,
+            Io,
+            Corrupt,
+            NotFound,
+            Exists,
+            NoSpace,
         ];
         ALL.get(usize::try_from(code).ok()?.checked_sub(1)?)
             .copied()
@@ -277,6 +307,11 @@ impl Error {
             Error::OutOfRange => "out-of-range",
             Error::Busy => "busy",
             Error::AlreadyReported => "already-reported",
+            Error::Io => "io-error",
+            Error::Corrupt => "corrupt",
+            Error::NotFound => "not-found",
+            Error::Exists => "exists",
+            Error::NoSpace => "no-space",
         }
     }
 }
@@ -331,6 +366,8 @@ pub enum CapType {
     Log = 8,
     /// Reporting the verdict of one named check, once ([`Syscall::Report`]).
     Report = 9,
+    /// The configuration registers of one PCI function ([`Syscall::PciConfigRead`]).
+    PciFunction = 10,
 }
 
 impl CapType {
@@ -347,6 +384,7 @@ impl CapType {
             AuditRead,
             Log,
             Report,
+            PciFunction,
         ]
         .get(usize::try_from(n).ok()?.checked_sub(1)?)
         .copied()
@@ -364,6 +402,7 @@ impl CapType {
             CapType::AuditRead => "audit-read",
             CapType::Log => "log",
             CapType::Report => "report",
+            CapType::PciFunction => "pci-function",
         }
     }
 }
@@ -388,11 +427,12 @@ pub mod rights {
 }
 
 /// Processes in the kernel's static table, and so pids `0..MAX_PROCESSES`. Our largest manifest
-/// (the test system) declares 18.
-pub const MAX_PROCESSES: usize = 24;
+/// (the test system) declares 28.
+pub const MAX_PROCESSES: usize = 32;
 
-/// Capability slots per process: handles name slots `0..CAP_SLOTS`.
-pub const CAP_SLOTS: usize = 32;
+/// Capability slots per process: handles name slots `0..CAP_SLOTS`. The test system's
+/// supervisor holds 35 (a control capability per process it may start, and report capabilities).
+pub const CAP_SLOTS: usize = 48;
 
 /// Longest line [`Syscall::Log`] accepts; longer is [`Error::PayloadTooLarge`].
 pub const MAX_LOG_LINE: usize = 200;
@@ -573,6 +613,45 @@ pub struct MemoryInfo {
     pub endpoints_capacity: u64,
 }
 
+/// One PCI function found at boot, as [`Syscall::AuditDevice`] reports it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceInfo {
+    /// Bus, device, function: `bus << 8 | device << 3 | function`.
+    pub bdf: u64,
+    /// Vendor id.
+    pub vendor: u64,
+    /// Device id.
+    pub device: u64,
+    /// `class << 24 | subclass << 16 | prog_if << 8 | revision`.
+    pub class: u64,
+    /// Interrupt line the firmware routed INTx to (0xff: none).
+    pub irq_line: u64,
+    /// Interrupt pin, 1 (INTA) to 4; 0 for none.
+    pub irq_pin: u64,
+    /// Each BAR's kind: [`DeviceInfo::BAR_ABSENT`], `MEM32`, `MEM64`, `IO` or `INVALID`.
+    pub bar_kind: [u64; 6],
+    /// Each BAR's base address (memory) or first port (I/O).
+    pub bar_base: [u64; 6],
+    /// Each BAR's size in bytes or ports.
+    pub bar_size: [u64; 6],
+    /// The pid of the process the manifest binds it to, or `u64::MAX`.
+    pub holder: u64,
+}
+
+impl DeviceInfo {
+    /// Not implemented.
+    pub const BAR_ABSENT: u64 = 0;
+    /// 32-bit memory BAR.
+    pub const BAR_MEM32: u64 = 1;
+    /// 64-bit memory BAR.
+    pub const BAR_MEM64: u64 = 2;
+    /// I/O BAR.
+    pub const BAR_IO: u64 = 3;
+    /// A value no device may present; never mapped.
+    pub const BAR_INVALID: u64 = 4;
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -596,7 +675,13 @@ mod tests {
         assert_eq!(Syscall::from_number(24), Some(Syscall::Report));
         assert_eq!(Syscall::from_number(26), Some(Syscall::AuditManifestCap));
         assert_eq!(Syscall::from_number(27), Some(Syscall::AuditSharing));
-        assert_eq!(Syscall::from_number(28), None);
+        assert_eq!(Syscall::from_number(28), Some(Syscall::PciConfigRead));
+        assert_eq!(Syscall::from_number(30), Some(Syscall::AuditDevice));
+        assert_eq!(Syscall::from_number(31), None);
+        assert_eq!(Error::from_code(19), Some(Error::NoSpace));
+        assert_eq!(Error::from_code(20), None);
+        assert_eq!(CapType::from_number(10), Some(CapType::PciFunction));
+        assert_eq!(CapType::from_number(11), None);
         assert_eq!(Error::from_code(0), None);
         assert_eq!(Error::from_code(13), Some(Error::Busy));
         assert_eq!(Syscall::from_number(u64::MAX), None);

@@ -9,7 +9,8 @@
 //! adds a capability to a running process: the only mutations are [`CapTable::drop_slot`] and the
 //! object revocation the endpoint table does by bumping its generation.
 
-use crate::manifest::CapSpec;
+use crate::manifest::{CapSpec, DevicePart, PciMatch};
+use crate::platform::Resolved;
 use brainix_abi::{CapType, Error, Handle};
 
 /// Slots per process (an ABI constant). The largest process in our manifests (the supervisor of
@@ -70,6 +71,11 @@ pub enum Object {
         /// Index into the manifest's report ids.
         index: u16,
     },
+    /// The configuration registers of one PCI function, reached through the kernel.
+    PciFunction {
+        /// Bus, device, function ([`crate::platform::pci::Bdf`]).
+        bdf: u16,
+    },
 }
 
 impl Object {
@@ -85,6 +91,7 @@ impl Object {
             Object::AuditRead => CapType::AuditRead,
             Object::Log => CapType::Log,
             Object::Report { .. } => CapType::Report,
+            Object::PciFunction { .. } => CapType::PciFunction,
         }
     }
 }
@@ -139,6 +146,33 @@ impl Cap {
             CapSpec::AuditRead => (Object::AuditRead, brainix_abi::rights::READ),
             CapSpec::Log => (Object::Log, brainix_abi::rights::WRITE),
             CapSpec::Report { index } => (Object::Report { index }, brainix_abi::rights::WRITE),
+            // What the manifest alone says of a device capability, before it is bound to a
+            // machine: the type and rights, no address (as for a DMA pool).
+            CapSpec::Device { part, .. } => match part {
+                DevicePart::Config { rights } => (Object::PciFunction { bdf: 0 }, rights),
+                DevicePart::Bar { rights, .. } => (Object::Mmio { phys: 0, pages: 0 }, rights),
+                DevicePart::Irq { bit } => (Object::Irq { line: 0, bit }, 0),
+            },
+        };
+        Cap { object, rights }
+    }
+
+    /// The capability a device capability was bound to ([`crate::platform::Platform::resolve`]).
+    pub fn bound(resolved: Resolved) -> Cap {
+        let (object, rights) = match resolved {
+            Resolved::Config { bdf, rights } => (Object::PciFunction { bdf: bdf.0 }, rights),
+            Resolved::Region {
+                phys,
+                pages,
+                rights,
+            } => (Object::Mmio { phys, pages }, rights),
+            Resolved::Irq { route, bit } => (
+                Object::Irq {
+                    line: route.gsi,
+                    bit,
+                },
+                0,
+            ),
         };
         Cap { object, rights }
     }
@@ -173,12 +207,15 @@ impl CapTable {
 
     /// The table a process gets at launch: one slot per manifest entry, in order. `endpoint_gen`
     /// gives each endpoint's current generation, `dma_phys` the physical address of the DMA pool
-    /// launched for a slot. Entries past the capacity are refused by the manifest checker at
-    /// build time; here they are ignored rather than trusted.
+    /// launched for a slot, `device` what a device capability was bound to (a device the
+    /// machine lacks leaves its slot empty; launch refuses that earlier). Entries past the
+    /// capacity are refused by the manifest checker at build time; here they are ignored rather
+    /// than trusted.
     pub fn from_specs(
         specs: &[CapSpec],
         endpoint_gen: impl Fn(u16) -> u32,
         dma_phys: impl Fn(usize) -> u64,
+        device: impl Fn(&PciMatch, &DevicePart) -> Option<Resolved>,
     ) -> CapTable {
         let mut table = CapTable::new();
         for (i, (slot, spec)) in table.slots.iter_mut().zip(specs).enumerate() {
@@ -190,7 +227,11 @@ impl CapTable {
                 CapSpec::DmaPool { .. } => dma_phys(i),
                 _ => 0,
             };
-            slot.cap = Some(Cap::from_spec(spec, generation, phys));
+            slot.cap = match *spec {
+                // A device capability becomes what it was bound to on this machine.
+                CapSpec::Device { pci, part } => device(&pci, &part).map(Cap::bound),
+                _ => Some(Cap::from_spec(spec, generation, phys)),
+            };
         }
         table
     }
@@ -284,6 +325,7 @@ mod tests {
             ],
             |_| 7,
             |_| 0,
+            |_, _| None,
         )
     }
 

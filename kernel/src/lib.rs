@@ -36,6 +36,7 @@ pub mod exit;
 pub mod ipc;
 pub mod manifest;
 pub mod mem;
+pub mod platform;
 pub mod report;
 pub mod sched;
 pub mod syscall;

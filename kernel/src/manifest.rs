@@ -107,6 +107,53 @@ pub enum CapSpec {
         /// Index into [`SystemSpec::reports`].
         index: u16,
     },
+    /// Part of a PCI device the kernel finds at boot ([`crate::platform`]): its configuration
+    /// registers, one of its memory BARs, or its interrupt. The kernel binds it to the holder at
+    /// launch; a process whose device is not on the machine is not launched.
+    Device {
+        /// Which function.
+        pci: PciMatch,
+        /// Which part of it.
+        part: DevicePart,
+    },
+}
+
+/// Names a PCI function: the `index`-th (in bus order) whose vendor is `vendor` and whose
+/// device id is `device` or `alt_device` (virtio devices have a transitional and a modern id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciMatch {
+    /// Vendor id.
+    pub vendor: u16,
+    /// Device id.
+    pub device: u16,
+    /// Another device id that also matches (the same as `device` when there is none).
+    pub alt_device: u16,
+    /// Which of the matching functions, from 0.
+    pub index: u8,
+}
+
+/// The part of a device a [`CapSpec::Device`] grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DevicePart {
+    /// Its configuration registers, through the kernel: `READ` for all of the header and
+    /// capability list, `WRITE` for the command register's memory, bus-master and INTx bits
+    /// only (never a BAR).
+    Config {
+        /// `READ` and/or `WRITE`.
+        rights: u64,
+    },
+    /// Memory BAR `bar`, mapped uncached like an MMIO region.
+    Bar {
+        /// 0 to 5.
+        bar: u8,
+        /// `READ` and/or `WRITE`.
+        rights: u64,
+    },
+    /// The interrupt the firmware routed its INTx pin to, as notification bit `bit`.
+    Irq {
+        /// Notification bit, 0 to 30.
+        bit: u8,
+    },
 }
 
 /// The system compiled into this image.

@@ -3,8 +3,11 @@
 //! an [`Error`] value returned to the caller, never a kernel panic.
 
 use crate::cap::Object;
+use crate::platform::pci::{Bar, Bdf, reg};
 use crate::system::{CallArgs, Death, Machine, Spaces, State, System, TICK_HZ};
-use brainix_abi::{CapInfo, CapType, Error, Handle, MemoryInfo, ProcessInfo, Syscall, rights};
+use brainix_abi::{
+    CapInfo, CapType, DeviceInfo, Error, Handle, MemoryInfo, ProcessInfo, Syscall, rights,
+};
 
 /// Longest line [`Syscall::Log`] copies (an ABI constant).
 pub const MAX_LOG: usize = brainix_abi::MAX_LOG_LINE;
@@ -100,6 +103,9 @@ impl<S: Spaces, M: Machine> System<S, M> {
                         }),
                 )
             }
+            Syscall::PciConfigRead => Some(self.pci_config(pid, a0, a1, None)),
+            Syscall::PciConfigWrite => Some(self.pci_config(pid, a0, a1, Some(a2))),
+            Syscall::AuditDevice => Some(self.audit_device(pid, a0, a1, a2)),
         };
         // A process killed or restarted by its own call has no result to receive, and one
         // that blocked gets its result when it is woken.
@@ -176,8 +182,99 @@ impl<S: Spaces, M: Machine> System<S, M> {
         let Object::Irq { line, .. } = cap.object else {
             return Err(Error::WrongType);
         };
-        self.machine.irq_unmask(line);
+        self.acknowledge_irq(pid, line);
         Ok([0; 4])
+    }
+
+    /// `pci_config_read` (`write` = None) and `pci_config_write`.
+    fn pci_config(
+        &mut self,
+        pid: u16,
+        h: u64,
+        offset: u64,
+        write: Option<u64>,
+    ) -> Result<[u64; 4], Error> {
+        let need = if write.is_some() {
+            rights::WRITE
+        } else {
+            rights::READ
+        };
+        let cap =
+            self.procs[usize::from(pid)]
+                .caps
+                .lookup(Handle(h), CapType::PciFunction, need)?;
+        let Object::PciFunction { bdf } = cap.object else {
+            return Err(Error::WrongType);
+        };
+        let bdf = Bdf(bdf);
+        let offset = u16::try_from(offset)
+            .ok()
+            .filter(|o| o % 4 == 0 && *o < 256)
+            .ok_or(Error::OutOfRange)?;
+        let Some(value) = write else {
+            return Ok([u64::from(self.machine.pci_read(bdf, offset)), 0, 0, 0]);
+        };
+        // INV-AUTH: of the whole configuration space, a driver may change only whether its
+        // device decodes memory, masters the bus and raises INTx. BARs, bridges' windows and
+        // the rest stay as discovery found them.
+        if offset != reg::COMMAND {
+            return Err(Error::MissingRight);
+        }
+        let allowed = reg::CMD_MEMORY | reg::CMD_BUS_MASTER | reg::CMD_INTX_DISABLE;
+        let command = self.machine.pci_read(bdf, reg::COMMAND) & 0xffff;
+        let new = (command & !allowed) | (value as u32 & allowed);
+        // The status half is written as zero: its bits are write-one-to-clear.
+        self.machine.pci_write(bdf, reg::COMMAND, new);
+        Ok([0; 4])
+    }
+
+    fn audit_device(&mut self, pid: u16, h: u64, index: u64, buf: u64) -> Result<[u64; 4], Error> {
+        self.audit(pid, h)?;
+        let platform = self.machine.platform();
+        let f = *usize::try_from(index)
+            .ok()
+            .and_then(|i| platform.pci.functions().get(i))
+            .ok_or(Error::OutOfRange)?;
+        let mut info = DeviceInfo {
+            bdf: u64::from(f.bdf.0),
+            vendor: u64::from(f.vendor),
+            device: u64::from(f.device),
+            class: u64::from(u32::from_be_bytes(f.class)),
+            irq_line: u64::from(f.irq_line),
+            irq_pin: u64::from(f.irq_pin),
+            holder: u64::MAX,
+            ..DeviceInfo::default()
+        };
+        for (i, bar) in f.bars.iter().enumerate() {
+            (info.bar_kind[i], info.bar_base[i], info.bar_size[i]) = match *bar {
+                Bar::Absent => (DeviceInfo::BAR_ABSENT, 0, 0),
+                Bar::Memory {
+                    base, size, wide, ..
+                } => (
+                    if wide {
+                        DeviceInfo::BAR_MEM64
+                    } else {
+                        DeviceInfo::BAR_MEM32
+                    },
+                    base,
+                    size,
+                ),
+                Bar::Io { base, size } => (DeviceInfo::BAR_IO, u64::from(base), u64::from(size)),
+                Bar::Invalid => (DeviceInfo::BAR_INVALID, 0, 0),
+            };
+        }
+        let holder = self.spec.processes.iter().position(|p| {
+            p.caps.iter().any(|c| match c {
+                crate::manifest::CapSpec::Device { pci, .. } => platform
+                    .find(pci)
+                    .is_some_and(|(_, found)| found.bdf == f.bdf),
+                _ => false,
+            })
+        });
+        if let Some(holder) = holder {
+            info.holder = holder as u64;
+        }
+        self.write_record(pid, buf, &info)
     }
 
     fn control(&mut self, pid: u16, h: u64, restart: bool) -> Result<[u64; 4], Error> {
@@ -425,6 +522,7 @@ fn describe(object: &Object) -> (u64, u64) {
         Object::ProcessControl { pid } => (u64::from(pid), 0),
         Object::AuditRead | Object::Log => (0, 0),
         Object::Report { index } => (u64::from(index), 0),
+        Object::PciFunction { bdf } => (u64::from(bdf), 0),
     }
 }
 
@@ -616,7 +714,13 @@ mod tests {
             brainix_abi::CapType::Log as u64
         );
         // Out of range, a pid that does not exist, and no audit capability are refused.
-        call(&mut s, 0, Syscall::AuditManifestCap, [h(0), 1, 32, MEM, 0]);
+        let past = brainix_abi::CAP_SLOTS as u64;
+        call(
+            &mut s,
+            0,
+            Syscall::AuditManifestCap,
+            [h(0), 1, past, MEM, 0],
+        );
         assert_eq!(result(&s, 0), Some(Err(Error::OutOfRange)));
         call(&mut s, 0, Syscall::AuditManifestCap, [h(0), 7, 0, MEM, 0]);
         assert_eq!(result(&s, 0), Some(Err(Error::OutOfRange)));
@@ -658,5 +762,216 @@ mod tests {
                 .iter()
                 .any(|l| l == "check auth.two PASS: fine")
         );
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use crate::manifest::{CapSpec, DevicePart, PciMatch};
+    use crate::platform::pci::tests::q35;
+    use crate::platform::pci::{Bdf, reg};
+    use crate::platform::tests::{BLK, platform};
+    use crate::system::fixture::*;
+    use brainix_abi::rights::{READ, WRITE};
+    use brainix_abi::{CapType, DeviceInfo, Error, Syscall};
+
+    fn machine() -> FakeMachine {
+        FakeMachine {
+            platform: platform(),
+            config: q35(),
+            ..FakeMachine::default()
+        }
+    }
+
+    fn driver(bit: u8) -> Vec<CapSpec> {
+        vec![
+            CapSpec::Device {
+                pci: BLK,
+                part: DevicePart::Config {
+                    rights: READ | WRITE,
+                },
+            },
+            CapSpec::Device {
+                pci: BLK,
+                part: DevicePart::Bar {
+                    bar: 4,
+                    rights: READ | WRITE,
+                },
+            },
+            CapSpec::Device {
+                pci: BLK,
+                part: DevicePart::Irq { bit },
+            },
+        ]
+    }
+
+    const BLK_BDF: Bdf = Bdf::new(0, 3, 0);
+
+    #[test]
+    fn a_driver_gets_exactly_its_device_bound_at_launch() {
+        let mut s = system_on(machine(), &[("blk", 1, driver(3))], 0);
+        call(&mut s, 0, Syscall::CapInfo, [h(0), 0, 0, 0, 0]);
+        assert_eq!(
+            result(&s, 0),
+            Some(Ok([
+                CapType::PciFunction as u64,
+                READ | WRITE,
+                u64::from(BLK_BDF.0),
+                0
+            ]))
+        );
+        call(&mut s, 0, Syscall::RegionInfo, [h(1), 0, 0, 0, 0]);
+        let Some(Ok([_, phys, len, _])) = result(&s, 0) else {
+            panic!("{:?}", result(&s, 0))
+        };
+        assert_eq!((phys, len), (0xfe00_0000, 0x4000));
+        call(&mut s, 0, Syscall::CapInfo, [h(2), 0, 0, 0, 0]);
+        assert_eq!(result(&s, 0), Some(Ok([CapType::Irq as u64, 0, 10, 0])));
+    }
+
+    #[test]
+    fn a_process_whose_device_is_missing_is_not_launched_and_says_why() {
+        let absent = PciMatch {
+            vendor: 0x1af4,
+            device: 0x1044,
+            alt_device: 0x1005,
+            index: 1,
+        };
+        let caps = vec![CapSpec::Device {
+            pci: absent,
+            part: DevicePart::Irq { bit: 0 },
+        }];
+        let s = system_on(machine(), &[("echo", 1, vec![]), ("rng", 1, caps)], 0);
+        assert!(s.procs[1].state == crate::system::State::Dead);
+        assert_eq!(s.spaces.launched, [0]);
+        assert!(
+            s.machine.log.iter().any(|l| l
+                == "brainix: cannot launch rng (pid 1): capability slot 0: no PCI device \
+                    1af4:1044 or 1af4:1005 #1 on this machine"),
+            "{:?}",
+            s.machine.log
+        );
+    }
+
+    #[test]
+    fn configuration_reads_are_bounded_and_writes_reach_only_the_command_bits() {
+        let mut s = system_on(machine(), &[("blk", 1, driver(3))], 0);
+        call(&mut s, 0, Syscall::PciConfigRead, [h(0), 0, 0, 0, 0]);
+        assert_eq!(result(&s, 0), Some(Ok([0x1001_1af4, 0, 0, 0])));
+        for bad in [2, 256, 4096, u64::MAX] {
+            call(&mut s, 0, Syscall::PciConfigRead, [h(0), bad, 0, 0, 0]);
+            assert_eq!(result(&s, 0), Some(Err(Error::OutOfRange)), "{bad}");
+        }
+        // A BAR, the interrupt line, a bridge window: refused, and nothing written.
+        let before = s.machine.config.writes.len();
+        for offset in [0x10, 0x20, 0x3c, 0x18, 0x30, 0] {
+            call(&mut s, 0, Syscall::PciConfigWrite, [h(0), offset, 0, 0, 0]);
+            assert_eq!(result(&s, 0), Some(Err(Error::MissingRight)), "{offset:#x}");
+        }
+        assert_eq!(s.machine.config.writes.len(), before);
+        // The command register: memory, bus master, INTx disable change; I/O decoding and the
+        // rest keep their value whatever is asked.
+        call(
+            &mut s,
+            0,
+            Syscall::PciConfigWrite,
+            [h(0), 4, 0xffff_0000, 0, 0],
+        );
+        assert_eq!(result(&s, 0), Some(Ok([0; 4])));
+        let cmd = s.machine.config.fns[&BLK_BDF.0].regs[1];
+        assert_eq!(cmd, reg::CMD_IO);
+        call(
+            &mut s,
+            0,
+            Syscall::PciConfigWrite,
+            [h(0), 4, 0xffff_ffff, 0, 0],
+        );
+        let cmd = s.machine.config.fns[&BLK_BDF.0].regs[1];
+        assert_eq!(
+            cmd,
+            reg::CMD_IO | reg::CMD_MEMORY | reg::CMD_BUS_MASTER | reg::CMD_INTX_DISABLE
+        );
+        // Other capability types are not configuration access.
+        call(&mut s, 0, Syscall::PciConfigRead, [h(1), 0, 0, 0, 0]);
+        assert_eq!(result(&s, 0), Some(Err(Error::WrongType)));
+    }
+
+    #[test]
+    fn config_rights_are_checked() {
+        let caps = vec![CapSpec::Device {
+            pci: BLK,
+            part: DevicePart::Config { rights: READ },
+        }];
+        let mut s = system_on(machine(), &[("ro", 1, caps)], 0);
+        call(&mut s, 0, Syscall::PciConfigWrite, [h(0), 4, 6, 0, 0]);
+        assert_eq!(result(&s, 0), Some(Err(Error::MissingRight)));
+    }
+
+    #[test]
+    fn a_shared_line_is_rearmed_only_when_every_holder_acknowledged() {
+        let other = vec![CapSpec::Irq { line: 10, bit: 5 }];
+        let mut s = system_on(machine(), &[("blk", 1, driver(3)), ("rng", 1, other)], 0);
+        s.irq(10);
+        assert_eq!((s.procs[0].notify, s.procs[1].notify), (1 << 3, 1 << 5));
+        call(&mut s, 0, Syscall::IrqAck, [h(2), 0, 0, 0, 0]);
+        assert_eq!(result(&s, 0), Some(Ok([0; 4])));
+        assert!(s.machine.unmasked.is_empty(), "rng has not acknowledged");
+        call(&mut s, 1, Syscall::IrqAck, [h(0), 0, 0, 0, 0]);
+        assert_eq!(s.machine.unmasked, [10]);
+        // A holder that dies owes nothing: the line is re-armed for the one left.
+        s.irq(10);
+        call(&mut s, 1, Syscall::IrqAck, [h(0), 0, 0, 0, 0]);
+        assert_eq!(s.machine.unmasked, [10]);
+        call(&mut s, 0, Syscall::Exit, [0, 0, 0, 0, 0]);
+        assert_eq!(s.machine.unmasked, [10, 10]);
+    }
+
+    #[test]
+    fn a_dead_driver_leaves_its_device_unable_to_dma_or_interrupt() {
+        let mut s = system_on(machine(), &[("blk", 1, driver(3))], 0);
+        call(&mut s, 0, Syscall::PciConfigWrite, [h(0), 4, 0x6, 0, 0]);
+        let cmd = s.machine.config.fns[&BLK_BDF.0].regs[1];
+        assert_eq!(cmd & reg::CMD_BUS_MASTER, reg::CMD_BUS_MASTER);
+        s.fault(0, 14, 0, 0);
+        let cmd = s.machine.config.fns[&BLK_BDF.0].regs[1];
+        assert_eq!(cmd & reg::CMD_BUS_MASTER, 0);
+        assert_eq!(cmd & reg::CMD_INTX_DISABLE, reg::CMD_INTX_DISABLE);
+        assert!(
+            s.machine
+                .log
+                .iter()
+                .any(|l| l
+                    == "brainix: pci 00:03.0: bus mastering and INTx off (blk no longer runs)"),
+            "{:?}",
+            s.machine.log
+        );
+    }
+
+    #[test]
+    fn audit_device_reports_what_was_found_and_who_holds_it() {
+        let mut s = system_on(
+            machine(),
+            &[
+                ("shell", 1, vec![CapSpec::AuditRead]),
+                ("blk", 1, driver(3)),
+            ],
+            0,
+        );
+        call(&mut s, 0, Syscall::AuditDevice, [h(0), 1, MEM, 0, 0]);
+        assert_eq!(result(&s, 0), Some(Ok([0; 4])));
+        let mut raw = vec![0u8; core::mem::size_of::<DeviceInfo>()];
+        crate::system::Spaces::read(&s.spaces, 0, MEM, &mut raw).unwrap();
+        let w = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap());
+        assert_eq!(
+            (w(0), w(1), w(2), w(4), w(5)),
+            (0x18, 0x1af4, 0x1001, 10, 1)
+        );
+        // bar_kind[4], bar_base[4], bar_size[4], holder
+        assert_eq!(
+            (w(6 + 4), w(12 + 4), w(18 + 4), w(24)),
+            (2, 0xfe00_0000, 0x4000, 1)
+        );
+        call(&mut s, 0, Syscall::AuditDevice, [h(0), 4, MEM, 0, 0]);
+        assert_eq!(result(&s, 0), Some(Err(Error::OutOfRange)));
     }
 }

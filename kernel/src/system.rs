@@ -8,6 +8,8 @@
 
 use crate::cap::CapTable;
 use crate::manifest::{CapSpec, MAX_REPORTS, ProcessSpec, SystemSpec};
+use crate::platform::pci::{Bdf, reg};
+use crate::platform::{DeviceError, IRQ_LINES, Platform};
 use crate::report::Outcome;
 use brainix_abi::{Error, NOTIFY_CHILD_DIED, ProcessState};
 use core::fmt;
@@ -220,6 +222,14 @@ pub enum LaunchError {
         /// Its physical address.
         phys: u64,
     },
+    /// A device capability names a device the machine lacks, or a part of it that cannot be
+    /// handed out.
+    Device {
+        /// Capability slot.
+        slot: usize,
+        /// Why.
+        error: DeviceError,
+    },
 }
 
 impl fmt::Display for LaunchError {
@@ -234,6 +244,7 @@ impl fmt::Display for LaunchError {
                 f,
                 "capability slot {slot}: region at {phys:#x} is not device memory or too large"
             ),
+            LaunchError::Device { slot, error } => write!(f, "capability slot {slot}: {error}"),
         }
     }
 }
@@ -273,6 +284,19 @@ pub trait Machine {
     fn irq_unmask(&mut self, line: u8);
     /// The time-stamp counter.
     fn tsc(&self) -> u64;
+    /// What discovery found at boot.
+    fn platform(&self) -> &Platform {
+        &Platform::EMPTY
+    }
+    /// Reads a PCI configuration register (all ones where there is none).
+    fn pci_read(&mut self, bdf: Bdf, offset: u16) -> u32 {
+        let _ = (bdf, offset);
+        u32::MAX
+    }
+    /// Writes a PCI configuration register.
+    fn pci_write(&mut self, bdf: Bdf, offset: u16, value: u32) {
+        let _ = (bdf, offset, value);
+    }
     /// Writes text to the console as it is: for result frames, which carry their own line end.
     fn console_write(&mut self, text: &str);
 }
@@ -328,7 +352,14 @@ pub struct System<S: Spaces, M: Machine> {
     pub framer: Option<crate::report::Framer>,
     /// Which of [`SystemSpec::reports`] have been reported (bit = index).
     pub reported: u64,
+    /// Per interrupt line, the processes (a bit per pid) that were notified of its last
+    /// interrupt and have not acknowledged it. The line stays masked until this is empty, so a
+    /// line PCI devices share is re-armed only when every driver on it has looked at its device.
+    pub irq_unacked: [u64; IRQ_LINES as usize],
 }
+
+// A bit per pid in `irq_unacked`.
+const _: () = assert!(MAX_PROCESSES <= 64);
 
 impl<S: Spaces, M: Machine> System<S, M> {
     /// The system described by `spec`, with nothing launched yet. Processes beyond
@@ -359,6 +390,7 @@ impl<S: Spaces, M: Machine> System<S, M> {
             machine,
             ticks: 0,
             current: None,
+            irq_unacked: [0; IRQ_LINES as usize],
             framer: None,
             reported: 0,
         }
@@ -409,15 +441,20 @@ impl<S: Spaces, M: Machine> System<S, M> {
     /// Builds `pid` from its image and makes it runnable. A failure leaves it dead and logged.
     pub fn launch(&mut self, pid: u16) -> bool {
         let spec = self.process_spec(pid);
-        match self.spaces.launch(pid, spec) {
+        let launched = self
+            .resolve_devices(spec)
+            .and_then(|()| self.spaces.launch(pid, spec));
+        match launched {
             Ok(l) => {
                 let endpoints = self.endpoints;
+                let platform = self.machine.platform();
                 let p = &mut self.procs[usize::from(pid)];
                 p.generation = p.generation.wrapping_add(1);
                 p.caps = CapTable::from_specs(
                     spec.caps,
                     |e| endpoints.get(usize::from(e)).map_or(0, |e| e.generation),
                     |slot| l.dma.get(slot).copied().unwrap_or(0),
+                    |m, part| platform.resolve(m, part).ok(),
                 );
                 p.regs = UserRegs {
                     rip: l.entry,
@@ -495,9 +532,11 @@ impl<S: Spaces, M: Machine> System<S, M> {
             self.current = None;
         }
         if was_alive {
+            self.quiesce_devices_of(pid);
             self.spaces.teardown(pid);
         }
         self.fail_waiters_of(pid);
+        self.forget_irq_acks_of(pid);
         for other in 0..self.process_count() as u16 {
             let controls = self.procs[usize::from(other)]
                 .caps
@@ -557,21 +596,111 @@ impl<S: Spaces, M: Machine> System<S, M> {
         }
     }
 
-    /// An interrupt on `line`: notify every holder of a capability for it.
+    /// An interrupt on `line` (the arch layer masked it): notify every live holder of a
+    /// capability for it. The line stays masked until each of them has acknowledged it
+    /// ([`System::acknowledge_irq`]); with no live holder it stays masked until one starts and
+    /// acknowledges.
     pub fn irq(&mut self, line: u8) {
+        let mut notified = 0u64;
         for pid in 0..self.process_count() as u16 {
-            let bits = self.procs[usize::from(pid)]
-                .caps
-                .iter()
-                .filter_map(|(_, c)| match c.object {
-                    crate::cap::Object::Irq { line: l, bit } if l == line => Some(1u64 << bit),
-                    _ => None,
-                })
-                .fold(0, |a, b| a | b);
+            if !self.procs[usize::from(pid)].state.is_alive() {
+                continue;
+            }
+            let bits = self.irq_bits(pid, line);
             if bits != 0 {
+                notified |= 1 << pid;
                 self.notify(pid, bits);
             }
         }
+        if let Some(u) = self.irq_unacked.get_mut(usize::from(line)) {
+            *u = notified;
+        }
+    }
+
+    /// The notification bits `pid` holds for `line`.
+    fn irq_bits(&self, pid: u16, line: u8) -> u64 {
+        self.procs[usize::from(pid)]
+            .caps
+            .iter()
+            .filter_map(|(_, c)| match c.object {
+                crate::cap::Object::Irq { line: l, bit } if l == line => Some(1u64 << bit),
+                _ => None,
+            })
+            .fold(0, |a, b| a | b)
+    }
+
+    /// `pid` has handled `line`: once nobody notified of its last interrupt still owes an
+    /// acknowledgement, the line is unmasked. A holder acknowledges once when it starts, which
+    /// arms a line no interrupt has come on yet, or one left masked by a dead predecessor.
+    pub fn acknowledge_irq(&mut self, pid: u16, line: u8) {
+        let Some(unacked) = self.irq_unacked.get_mut(usize::from(line)) else {
+            return;
+        };
+        *unacked &= !(1u64 << pid);
+        if *unacked == 0 {
+            self.machine.irq_unmask(line);
+        }
+    }
+
+    /// A dead process owes no acknowledgement; a line only it still owed one on is unmasked if
+    /// someone else alive holds it.
+    fn forget_irq_acks_of(&mut self, pid: u16) {
+        for line in 0..IRQ_LINES {
+            let u = &mut self.irq_unacked[usize::from(line)];
+            if *u & (1 << pid) == 0 {
+                continue;
+            }
+            *u &= !(1u64 << pid);
+            if *u == 0
+                && (0..self.process_count() as u16).any(|p| {
+                    self.procs[usize::from(p)].state.is_alive() && self.irq_bits(p, line) != 0
+                })
+            {
+                self.machine.irq_unmask(line);
+            }
+        }
+    }
+
+    /// The PCI functions `pid`'s manifest binds to it stop mastering the bus and raising INTx:
+    /// the frames of its DMA pool go back to the pool, and its device must not write them.
+    fn quiesce_devices_of(&mut self, pid: u16) {
+        let spec = self.process_spec(pid);
+        let mut done: [Option<Bdf>; crate::cap::CAPS_PER_PROCESS] =
+            [None; crate::cap::CAPS_PER_PROCESS];
+        for (i, cap) in spec.caps.iter().enumerate().take(done.len()) {
+            let CapSpec::Device { pci, .. } = cap else {
+                continue;
+            };
+            let Some((_, f)) = self.machine.platform().find(pci) else {
+                continue;
+            };
+            let bdf = f.bdf;
+            if done.contains(&Some(bdf)) {
+                continue;
+            }
+            done[i] = Some(bdf);
+            let command = self.machine.pci_read(bdf, reg::COMMAND) & 0xffff;
+            let quiet = (command & !reg::CMD_BUS_MASTER) | reg::CMD_INTX_DISABLE;
+            self.machine.pci_write(bdf, reg::COMMAND, quiet);
+            self.machine.log(format_args!(
+                "brainix: pci {bdf}: bus mastering and INTx off ({} no longer runs)",
+                spec.name
+            ));
+        }
+    }
+
+    /// Checks that every device capability of `spec` binds on this machine; the first that does
+    /// not is the launch error.
+    pub fn resolve_devices(&self, spec: &ProcessSpec) -> Result<(), LaunchError> {
+        for (slot, cap) in spec.caps.iter().enumerate() {
+            if let CapSpec::Device { pci, part } = cap {
+                self.machine
+                    .platform()
+                    .resolve(pci, part)
+                    .map_err(|error| LaunchError::Device { slot, error })?;
+            }
+        }
+        Ok(())
     }
 
     /// A CPU exception in user mode: the process is killed and reported; nothing else stops.
@@ -689,13 +818,16 @@ pub mod fixture {
         }
     }
 
-    /// Fake hardware: records log lines, port writes and unmasks.
+    /// Fake hardware: records log lines, port writes and unmasks; a platform and its
+    /// configuration space for the device tests.
     #[derive(Default)]
     pub struct FakeMachine {
         pub log: Vec<String>,
         pub ports: Vec<(u16, u8)>,
         pub unmasked: Vec<u8>,
         pub console: String,
+        pub platform: Platform,
+        pub config: crate::platform::pci::tests::FakeConfig,
     }
 
     impl Machine for FakeMachine {
@@ -714,6 +846,17 @@ pub mod fixture {
         fn tsc(&self) -> u64 {
             12345
         }
+        fn platform(&self) -> &Platform {
+            &self.platform
+        }
+        fn pci_read(&mut self, bdf: Bdf, offset: u16) -> u32 {
+            use crate::platform::pci::ConfigSpace;
+            self.config.read32(bdf, offset)
+        }
+        fn pci_write(&mut self, bdf: Bdf, offset: u16, value: u32) {
+            use crate::platform::pci::ConfigSpace;
+            self.config.write32(bdf, offset, value)
+        }
         fn console_write(&mut self, text: &str) {
             self.console.push_str(text);
         }
@@ -724,6 +867,15 @@ pub mod fixture {
 
     /// Builds and boots a system from (name, priority, caps) triples, all started.
     pub fn system(procs: &[(&'static str, u8, Vec<CapSpec>)], endpoints: u16) -> TestSystem {
+        system_on(FakeMachine::default(), procs, endpoints)
+    }
+
+    /// As [`system`], on the given hardware.
+    pub fn system_on(
+        machine: FakeMachine,
+        procs: &[(&'static str, u8, Vec<CapSpec>)],
+        endpoints: u16,
+    ) -> TestSystem {
         let processes: Vec<ProcessSpec> = procs
             .iter()
             .map(|(name, priority, caps)| ProcessSpec {
@@ -743,7 +895,7 @@ pub mod fixture {
             endpoints,
             reports: &["auth.one", "auth.two"],
         }));
-        let mut s = System::new(spec, FakeSpaces::default(), FakeMachine::default());
+        let mut s = System::new(spec, FakeSpaces::default(), machine);
         s.boot();
         s
     }

@@ -41,6 +41,7 @@ pub struct Boot {
     append: String,
     debug_exit: bool,
     timeout: Duration,
+    extra: Vec<String>,
 }
 
 /// What a boot left behind.
@@ -69,7 +70,27 @@ impl Boot {
             append: String::new(),
             debug_exit: true,
             timeout: Duration::from_secs(30),
+            extra: Vec::new(),
         }
+    }
+
+    /// More QEMU arguments, after the harness's own (devices, drives, netdevs).
+    pub fn args<S: AsRef<str>>(mut self, args: &[S]) -> Boot {
+        self.extra
+            .extend(args.iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    /// A raw disk image as a virtio block device: `virtio-blk-pci` on PC machines,
+    /// `virtio-blk-device` (virtio-mmio) on `microvm`. Writes reach the file.
+    pub fn disk(self, image: &Path) -> Boot {
+        let device = if self.machine.starts_with("microvm") {
+            "virtio-blk-device,drive=disk0"
+        } else {
+            "virtio-blk-pci,drive=disk0"
+        };
+        let drive = format!("if=none,id=disk0,format=raw,file={}", image.display());
+        self.args(&["-device", device, "-drive", &drive])
     }
 
     /// The QEMU machine type (`q35`, `pc`, `microvm`).
@@ -131,7 +152,8 @@ impl Boot {
         ])
         .arg("-kernel")
         .arg(&self.image)
-        .args(["-append", append.trim_end()]);
+        .args(["-append", append.trim_end()])
+        .args(&self.extra);
         cmd
     }
 
@@ -264,6 +286,34 @@ impl Session {
         }
     }
 
+    /// Types `line` and returns what the console showed until `prompt` next appears (which
+    /// includes the echo of the line itself).
+    pub fn command(&mut self, line: &str, prompt: &str, timeout: Duration) -> String {
+        self.type_line(line);
+        self.expect(prompt, timeout)
+    }
+
+    /// Waits until the console shows `needle` somewhere after byte `from` (for output a
+    /// program prints on its own time) and returns the rest of that line. Panics with the
+    /// console when it does not come in `timeout`.
+    pub fn wait_for_line(&self, from: usize, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let console = self.console();
+            if let Some(at) = console.get(from..).and_then(|t| t.find(needle)) {
+                let rest = &console[from + at..];
+                if let Some(end) = rest.find('\n') {
+                    return rest[..end].trim_end_matches('\r').to_owned();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} did not appear within {timeout:?}; console:\n{console}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Everything the console printed so far.
     pub fn console(&self) -> String {
         String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
@@ -278,6 +328,27 @@ impl Session {
             timed_out: false,
             elapsed: self.started.elapsed(),
         }
+    }
+}
+
+/// Whether `out` has a line that is exactly `text` (ignoring the line end).
+pub fn has_line(out: &str, text: &str) -> bool {
+    out.lines().any(|l| l.trim_end_matches('\r') == text)
+}
+
+/// A scratch file for one test (a disk image, say), removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// A path unique to this process and `name`, in the system's temporary directory.
+    pub fn new(name: &str) -> Scratch {
+        Scratch(std::env::temp_dir().join(format!("brainix-{}-{name}", std::process::id())))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -376,5 +447,25 @@ mod tests {
             Boot::new("k.elf".into()).without_debug_exit().command()
         );
         assert!(!without.contains("isa-debug-exit"));
+    }
+
+    #[test]
+    fn a_disk_is_a_virtio_block_device_of_the_machine_s_transport() {
+        let pc = format!(
+            "{:?}",
+            Boot::new("k.elf".into()).disk(Path::new("d.img")).command()
+        );
+        assert!(
+            pc.contains("virtio-blk-pci,drive=disk0") && pc.contains("file=d.img"),
+            "{pc}"
+        );
+        let mvm = format!(
+            "{:?}",
+            Boot::new("k.elf".into())
+                .machine("microvm")
+                .disk(Path::new("d.img"))
+                .command()
+        );
+        assert!(mvm.contains("virtio-blk-device,drive=disk0"), "{mvm}");
     }
 }

@@ -9,6 +9,8 @@
 //!   the default QEMU board.
 //! - `cargo xtask test`: check the machine has what the tests need, build, run every test.
 //! - `cargo xtask bench-boot [N]`: time QEMU start to boot report, median of N (default 10).
+//! - `cargo xtask mkfs <dir> <image> [--mib N]`: a BXFS disk image holding every file of
+//!   `<dir>` (see `docs/filesystem.md`).
 //!
 //! Plain `std`: the build tool must build before anything else has.
 
@@ -16,6 +18,7 @@
 #[cfg(test)]
 mod deps;
 mod manifest;
+mod mkfs;
 
 use brainix_testkit::Boot;
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,8 +66,9 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
         Some("bench-boot") => bench_boot(&args[1..]),
+        Some("mkfs") => mkfs::command(&args[1..]),
         _ => Err(format!(
-            "usage: cargo xtask <build | qemu [--machine M] [--cpu C] [-- QEMU-ARGS] | run [LAB-RUNNER-ARGS] | test | bench-boot [N]>{}",
+            "usage: cargo xtask <build | qemu [--machine M] [--cpu C] [-- QEMU-ARGS] | run [LAB-RUNNER-ARGS] | test | bench-boot [N] | mkfs DIR IMAGE [--mib N]>{}",
             args.first()
                 .map(|a| format!("\nunknown command {a:?}"))
                 .unwrap_or_default()

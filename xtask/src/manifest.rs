@@ -37,7 +37,22 @@
 //!   { type = "log" },
 //!   { type = "report", check = "auth.forged-handle" }, # one check id, one holder per system
 //! ]
+//!
+//! [[device]]                  # a PCI function the kernel looks for at boot
+//! name = "blk0"
+//! vendor = 0x1af4
+//! device = 0x1042
+//! alt_device = 0x1001         # optional: another device id that also matches
+//! index = 0                   # optional, default 0: which of the matching functions
+//!
+//! # ... and in the `caps` of the one process that drives it:
+//! #   { type = "device-config", device = "blk0", rights = ["read", "write"] },
+//! #   { type = "device-bar", device = "blk0", bar = 4, rights = ["read", "write"] },
+//! #   { type = "device-irq", device = "blk0", bit = 1 },
 //! ```
+//!
+//! A process whose device is not on the machine is not launched (the kernel says which device
+//! is missing); every other process runs as usual.
 
 use brainix_abi::rights;
 use serde::Deserialize;
@@ -128,6 +143,18 @@ struct FileToml {
     endpoints: Vec<Spanned<EndpointToml>>,
     #[serde(default, rename = "process")]
     processes: Vec<Spanned<ProcessToml>>,
+    #[serde(default, rename = "device")]
+    devices: Vec<Spanned<DeviceToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceToml {
+    name: Spanned<String>,
+    vendor: Spanned<i64>,
+    device: Spanned<i64>,
+    alt_device: Option<Spanned<i64>>,
+    index: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -171,6 +198,8 @@ struct CapToml {
     process: Option<Spanned<String>>,
     pages: Option<Spanned<i64>>,
     check: Option<Spanned<String>>,
+    device: Option<Spanned<String>>,
+    bar: Option<Spanned<i64>>,
 }
 
 // ---- the checked system ----
@@ -178,6 +207,7 @@ struct CapToml {
 /// A capability, resolved to ids and rights bits: the kernel's own type, so what is checked is
 /// exactly what is generated.
 pub use brainix_kernel::manifest::CapSpec as Cap;
+use brainix_kernel::manifest::{DevicePart, PciMatch};
 
 /// A checked process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -330,6 +360,42 @@ pub fn check(file: &Path, src: &str) -> Result<System, Errors> {
         }
     }
 
+    // Devices: unique names, ids in range.
+    let mut devices: BTreeMap<String, PciMatch> = BTreeMap::new();
+    for d in &parsed.devices {
+        let d = d.get_ref();
+        c.name(&d.name, "device");
+        let vendor = c.ranged(&d.vendor, "vendor", 0, 0xfffe);
+        let device = c.ranged(&d.device, "device", 0, 0xffff);
+        let alt = match &d.alt_device {
+            Some(a) => c.ranged(a, "alt_device", 0, 0xffff),
+            None => device,
+        };
+        let index = match &d.index {
+            Some(i) => c.ranged(i, "index", 0, 255),
+            None => Some(0),
+        };
+        let (Some(vendor), Some(device), Some(alt), Some(index)) = (vendor, device, alt, index)
+        else {
+            continue;
+        };
+        let m = PciMatch {
+            vendor: vendor as u16,
+            device: device as u16,
+            alt_device: alt as u16,
+            index: index as u8,
+        };
+        let name = d.name.get_ref().clone();
+        if devices.insert(name.clone(), m).is_some() {
+            c.error(
+                &d.name,
+                format!("device {name:?} is declared twice; expected unique device names"),
+            );
+        }
+    }
+    // Which process each device is bound to: one only, or the isolation between drivers is gone.
+    let mut device_owner: BTreeMap<String, String> = BTreeMap::new();
+
     // Processes: unique names, within capacity (needed first: process-control names targets).
     let mut pids: BTreeMap<String, u16> = BTreeMap::new();
     for (i, p) in parsed.processes.iter().enumerate() {
@@ -405,10 +471,19 @@ pub fn check(file: &Path, src: &str) -> Result<System, Errors> {
                 cap,
                 (&endpoint_ids, &pids),
                 &mut reports,
+                &devices,
             );
             let Some(resolved) = resolved else {
                 continue;
             };
+            if let Some(dev) = &cap.get_ref().device {
+                let dev = dev.get_ref().clone();
+                if let Some(other) = device_owner.insert(dev.clone(), pname.clone())
+                    && other != pname
+                {
+                    c.error(cap, format!("device {dev:?} is given to both {other:?} and {pname:?}; expected one server per device"));
+                }
+            }
             match resolved {
                 Cap::Endpoint {
                     endpoint,
@@ -423,6 +498,14 @@ pub fn check(file: &Path, src: &str) -> Result<System, Errors> {
                         && other != pname
                     {
                         c.error(cap, format!("process {pname:?} sends on endpoint {:?} with badge {badge}, as {other:?} does; expected a badge of its own (the server tells clients apart by it)", parsed.endpoints[usize::from(endpoint)].get_ref().name.get_ref()));
+                    }
+                }
+                Cap::Device {
+                    part: DevicePart::Irq { bit },
+                    ..
+                } => {
+                    if !bits.insert(bit) {
+                        c.error(cap, format!("process {pname:?} uses notification bit {bit} twice; expected a distinct bit per IRQ"));
                     }
                 }
                 Cap::Irq { line, bit } => {
@@ -512,6 +595,9 @@ fn fields_allowed(kind: &str) -> Option<&'static [&'static str]> {
         "mmio" => &["base", "pages", "rights"],
         "dma-pool" => &["pages"],
         "report" => &["check"],
+        "device-config" => &["device", "rights"],
+        "device-bar" => &["device", "bar", "rights"],
+        "device-irq" => &["device", "bit"],
         "audit-read" | "log" => &[],
         _ => return None,
     })
@@ -523,6 +609,7 @@ fn check_cap(
     cap: &Spanned<CapToml>,
     (endpoints, pids): (&BTreeMap<String, u16>, &BTreeMap<String, u16>),
     reports: &mut Vec<String>,
+    devices: &BTreeMap<String, PciMatch>,
 ) -> Option<Cap> {
     let t = cap.get_ref();
     let kind = t.kind.get_ref().as_str();
@@ -530,7 +617,7 @@ fn check_cap(
         c.error(
             &t.kind,
             format!(
-                "process {pname:?}: unknown capability type {kind:?}; expected one of endpoint, io-ports, irq, mmio, dma-pool, process-control, audit-read, log, report"
+                "process {pname:?}: unknown capability type {kind:?}; expected one of endpoint, io-ports, irq, mmio, dma-pool, process-control, audit-read, log, report, device-config, device-bar, device-irq"
             ),
         );
         return None;
@@ -546,6 +633,8 @@ fn check_cap(
         ("process", t.process.is_some()),
         ("pages", t.pages.is_some()),
         ("check", t.check.is_some()),
+        ("device", t.device.is_some()),
+        ("bar", t.bar.is_some()),
     ];
     let mut ok = true;
     for (field, is) in present {
@@ -588,6 +677,19 @@ fn check_cap(
         }
         "dma-pool" => need(c, "pages", t.pages.is_some()),
         "report" => need(c, "check", t.check.is_some()),
+        "device-config" => {
+            need(c, "device", t.device.is_some());
+            need(c, "rights", t.rights.is_some());
+        }
+        "device-bar" => {
+            need(c, "device", t.device.is_some());
+            need(c, "bar", t.bar.is_some());
+            need(c, "rights", t.rights.is_some());
+        }
+        "device-irq" => {
+            need(c, "device", t.device.is_some());
+            need(c, "bit", t.bit.is_some());
+        }
         _ => {}
     }
     if !ok {
@@ -717,6 +819,34 @@ fn check_cap(
             Some(Cap::DmaPool {
                 pages: pages? as u32,
             })
+        }
+        "device-config" | "device-bar" | "device-irq" => {
+            let name = t.device.as_ref()?;
+            let pci = devices.get(name.get_ref()).copied();
+            if pci.is_none() {
+                c.error(
+                    name,
+                    format!("process {pname:?}: device {:?} is not declared; expected a [[device]] with that name", name.get_ref()),
+                );
+            }
+            let part = match kind {
+                "device-config" => DevicePart::Config {
+                    rights: rights_of(c, &[("read", rights::READ), ("write", rights::WRITE)])?,
+                },
+                "device-bar" => {
+                    let rights = rights_of(c, &[("read", rights::READ), ("write", rights::WRITE)]);
+                    let bar = c.ranged(t.bar.as_ref()?, "bar", 0, 5);
+                    DevicePart::Bar {
+                        bar: bar? as u8,
+                        rights: rights?,
+                    }
+                }
+                _ => DevicePart::Irq {
+                    bit: c.ranged(t.bit.as_ref()?, "bit", 0, i64::from(limits::MAX_NOTIFY_BIT))?
+                        as u8,
+                },
+            };
+            Some(Cap::Device { pci: pci?, part })
         }
         "audit-read" => Some(Cap::AuditRead),
         "report" => check_report(c, pname, t.check.as_ref()?, reports),
@@ -853,6 +983,11 @@ pub fn check_images(
             .filter_map(|c| match *c {
                 Cap::Mmio { pages, .. } => Some((u64::from(pages), false)),
                 Cap::DmaPool { pages } => Some((u64::from(pages), true)),
+                // Its size is known only at boot; budgeted as up to 2 MiB (one page table).
+                Cap::Device {
+                    part: DevicePart::Bar { .. },
+                    ..
+                } => Some((1, false)),
                 _ => None,
             })
             .collect();
@@ -952,6 +1087,21 @@ pub fn generate(system: &System, images: &[PathBuf]) -> String {
                 Cap::AuditRead => "AuditRead".into(),
                 Cap::Log => "Log".into(),
                 Cap::Report { index } => format!("Report {{ index: {index} }}"),
+                Cap::Device { pci, part } => {
+                    let part = match part {
+                        DevicePart::Config { rights: r } => {
+                            format!("Config {{ rights: {} }}", rights(r))
+                        }
+                        DevicePart::Bar { bar, rights: r } => {
+                            format!("Bar {{ bar: {bar}, rights: {} }}", rights(r))
+                        }
+                        DevicePart::Irq { bit } => format!("Irq {{ bit: {bit} }}"),
+                    };
+                    format!(
+                        "Device {{ pci: crate::manifest::PciMatch {{ vendor: {:#06x}, device: {:#06x}, alt_device: {:#06x}, index: {} }}, part: crate::manifest::DevicePart::{part} }}",
+                        pci.vendor, pci.device, pci.alt_device, pci.index
+                    )
+                }
             };
             let _ = writeln!(
                 out,

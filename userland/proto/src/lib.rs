@@ -248,6 +248,156 @@ pub mod echo {
     }
 }
 
+/// Every virtio device server (`drivers/`): one process per device, holding that device and
+/// nothing else.
+///
+/// A server blocks for its device's interrupt by receiving on a private endpoint that nobody can
+/// send to ([`driver::slots::IRQ_WAIT`]): the only thing that can arrive there is a
+/// notification, so the wait never takes a client's request out of turn.
+pub mod driver {
+    /// The notification bit the manifests give a device server's interrupt.
+    pub const IRQ_BIT: u8 = 0;
+
+    /// A device server's slots.
+    pub mod slots {
+        /// The endpoint it serves, with `RECEIVE`.
+        pub const ENDPOINT: u16 = 0;
+        /// Its private endpoint, `RECEIVE` only, with no senders: where it waits for its IRQ.
+        pub const IRQ_WAIT: u16 = 1;
+        /// The kernel log.
+        pub const LOG: u16 = 2;
+        /// Its DMA pool.
+        pub const DMA: u16 = 3;
+        /// Its device's interrupt (`device-irq`, or `irq` for a virtio-mmio device).
+        pub const IRQ: u16 = 4;
+        /// `device-config` of a PCI device (PCI transport), or the `mmio` page holding a
+        /// virtio-mmio device's registers (MMIO transport).
+        pub const DEVICE: u16 = 5;
+        /// The first `device-bar` region of a PCI device; more may follow.
+        pub const FIRST_BAR: u16 = 6;
+    }
+}
+
+/// The block server (`drivers/virtio-blk`): sectors of 512 bytes, moved through leases.
+///
+/// | label | request | reply |
+/// | --- | --- | --- |
+/// | [`block::INFO`] | | `regs[0]` = sectors, `regs[1]` = most sectors per request, `regs[2]` = 1 if read-only |
+/// | [`block::READ`] | `regs[0]` = first sector, `regs[1]` = count (1 to [`block::MAX_SECTORS`]); lease 0 (`WRITE`) at least `count * 512` bytes | `regs[0]` = bytes |
+/// | [`block::WRITE`] | the same, lease 0 (`READ`) | `regs[0]` = bytes |
+/// | [`block::FLUSH`] | | |
+///
+/// Errors: [`Error::OutOfRange`] for sectors past the end or a bad count, [`Error::BadLease`]
+/// for a missing or short lease, [`Error::Io`] when the device fails the request,
+/// [`Error::NoSuchCall`] for any other label.
+pub mod block {
+    /// Capacity and limits.
+    pub const INFO: u64 = 1;
+    /// Read sectors.
+    pub const READ: u64 = 2;
+    /// Write sectors.
+    pub const WRITE: u64 = 3;
+    /// Flush the device's write cache.
+    pub const FLUSH: u64 = 4;
+    /// Only in the fault-injection build (`virtio-blk-faulty`, test system): the server writes
+    /// through a null pointer, so the tests can watch a driver die, be reported and restarted.
+    pub const CRASH: u64 = 0x7e;
+    /// Bytes per sector.
+    pub const SECTOR: usize = 512;
+    /// Most sectors one request moves (64 KiB): the server's DMA buffer.
+    pub const MAX_SECTORS: u64 = 128;
+}
+
+/// The entropy server (`drivers/virtio-rng`): bytes from the virtio entropy device. The kernel
+/// never depends on it (it requires RDRAND); programs that want a second source ask here.
+///
+/// | label | request | reply |
+/// | --- | --- | --- |
+/// | [`entropy::READ`] | `regs[0]` = bytes wanted, 1 to [`brainix_abi::MAX_PAYLOAD`] | the bytes in the payload; `regs[0]` = count |
+///
+/// Errors: [`Error::OutOfRange`] for a count outside the range, [`Error::Io`] when the device
+/// fails or returns nothing.
+pub mod entropy {
+    /// Random bytes.
+    pub const READ: u64 = 1;
+}
+
+/// The link server (`drivers/virtio-net`): raw Ethernet frames, the network stack's lowest
+/// layer. One frame per call, through the caller's lease.
+///
+/// | label | request | reply |
+/// | --- | --- | --- |
+/// | [`link::INFO`] | | `regs[0]` = MAC (6 bytes, little-endian), `regs[1]` = largest frame |
+/// | [`link::SEND`] | `regs[0]` = frame length (14 to [`link::MTU`]); lease 0 (`READ`) holds the frame | `regs[0]` = bytes sent |
+/// | [`link::RECV`] | `regs[0]` = timeout in ms; lease 0 (`WRITE`) gets the frame | `regs[0]` = frame length |
+///
+/// Errors: [`Error::Timeout`] when no frame came in time, [`Error::OutOfRange`] for a bad
+/// length, [`Error::BadLease`] for a missing or short lease, [`Error::Io`] when the device fails.
+pub mod link {
+    /// MAC address and limits.
+    pub const INFO: u64 = 1;
+    /// Send one frame.
+    pub const SEND: u64 = 2;
+    /// Take the next frame received.
+    pub const RECV: u64 = 3;
+    /// Largest frame without the FCS: 1500 bytes of payload and the 14-byte header.
+    pub const MTU: usize = 1514;
+}
+
+/// The filesystem server (`userland/fs`): flat namespace of files over the block server, every
+/// block checksummed (`docs/filesystem.md`). Names travel in the payload (1 to
+/// [`fs::NAME_MAX`] bytes of printable ASCII, no `/`); data in leases.
+///
+/// | label | request | reply |
+/// | --- | --- | --- |
+/// | [`fs::LIST`] | `regs[0]` = first entry index to look at | `regs[0]` = index of the entry found, `regs[1]` = size; payload = name; [`Error::NotFound`] past the last |
+/// | [`fs::STAT`] | name | `regs[0]` = size, `regs[1]` = data blocks, `regs[2]` = entry index |
+/// | [`fs::READ`] | name; `regs[0]` = offset; lease 0 (`WRITE`) | `regs[0]` = bytes read (0 at the end) |
+/// | [`fs::WRITE`] | name; `regs[0]` = offset, `regs[1]` = [`fs::TRUNCATE`] or 0; lease 0 (`READ`) | `regs[0]` = bytes written; creates the file |
+/// | [`fs::REMOVE`] | name | |
+/// | [`fs::BENCH`] | name | reads the whole file from the block server inside the filesystem server (checksums verified, nothing returned): `regs[0]` = bytes, `regs[1]` = TSC ticks taken |
+/// | [`fs::INFO`] | | `regs[0]` = blocks, `regs[1]` = free blocks, `regs[2]` = files, `regs[3]` = most files |
+///
+/// Errors: [`Error::NotFound`], [`Error::Exists`], [`Error::NoSpace`], [`Error::Corrupt`] (a
+/// checksum failed: the data is not returned), [`Error::Io`], [`Error::PeerDead`] (no block
+/// server), [`Error::OutOfRange`] (a bad name, offset or size).
+pub mod fs {
+    /// List entries.
+    pub const LIST: u64 = 1;
+    /// Size and blocks of one file.
+    pub const STAT: u64 = 2;
+    /// Read from a file.
+    pub const READ: u64 = 3;
+    /// Write to a file, creating it.
+    pub const WRITE: u64 = 4;
+    /// Remove a file.
+    pub const REMOVE: u64 = 5;
+    /// Time a whole-file read without the client hop.
+    pub const BENCH: u64 = 6;
+    /// Sizes and counts.
+    pub const INFO: u64 = 7;
+    /// `WRITE` flag: the file ends where this write ends.
+    pub const TRUNCATE: u64 = 1;
+    /// Longest file name.
+    pub const NAME_MAX: usize = 55;
+
+    /// The filesystem server's slots.
+    pub mod slots {
+        /// The endpoint it serves, with `RECEIVE`.
+        pub const ENDPOINT: u16 = 0;
+        /// The block server, `SEND`.
+        pub const BLOCK: u16 = 1;
+        /// The kernel log.
+        pub const LOG: u16 = 2;
+    }
+
+    /// Whether `name` is a valid file name.
+    pub fn valid_name(name: &[u8]) -> bool {
+        (1..=NAME_MAX).contains(&name.len())
+            && name.iter().all(|&b| b.is_ascii_graphic() && b != b'/')
+    }
+}
+
 /// The shell's slots.
 pub mod shell {
     /// The check id the shell reports once, just before it first reads the console
@@ -269,8 +419,12 @@ pub mod shell {
         /// The consent endpoint, `SEND` with the [`super::super::consent::TRUSTED`] badge bit,
         /// for `approve` and `deny`.
         pub const CONSENT: u16 = 7;
+        /// The filesystem endpoint, `SEND`, for `ls`, `cat`, `write`, `rm`, `stat`, `df`.
+        pub const FS: u16 = 8;
+        /// The entropy endpoint, `SEND`, for `random`.
+        pub const ENTROPY: u16 = 9;
         /// The fuzzer's endpoint, `SEND`, for `fuzz` (test system only).
-        pub const FUZZ: u16 = 8;
+        pub const FUZZ: u16 = 10;
     }
 }
 
@@ -376,7 +530,7 @@ mod tests {
     fn status_round_trips_every_error() {
         let mut m = Message::new(status_of(Ok(())));
         assert_eq!(status(&m), Ok(()));
-        for code in 1..=13 {
+        for code in (1..=13).chain(15..=19) {
             let e = Error::from_code(code).unwrap();
             m.label = status_of(Err(e));
             assert_eq!(status(&m), Err(e));

@@ -6,8 +6,8 @@
 
 use crate::sys::{Out, syscall};
 use brainix_abi::{
-    CapInfo, CapType, Error, Handle, Lease, MAX_LEASES, MemoryInfo, Message, NOTIFICATION_TOKEN,
-    ProcessInfo, Syscall,
+    CapInfo, CapType, DeviceInfo, Error, Handle, Lease, MAX_LEASES, MemoryInfo, Message,
+    NOTIFICATION_TOKEN, ProcessInfo, Syscall,
 };
 use core::marker::PhantomData;
 
@@ -292,6 +292,32 @@ impl Region {
     }
 }
 
+/// The configuration registers of one PCI function, reached through the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciFunction(pub Handle);
+
+impl PciFunction {
+    /// Reads the 32-bit register at `offset` (a multiple of 4 below 256).
+    pub fn read(self, offset: u16) -> Result<u32> {
+        // SAFETY: no memory is passed.
+        let out = unsafe {
+            syscall(
+                Syscall::PciConfigRead,
+                [self.0.0, offset as u64, 0, 0, 0, 0],
+            )
+        }?;
+        Ok(out.0[0] as u32)
+    }
+
+    /// Writes the command register's memory, bus-master and INTx-disable bits (the only
+    /// configuration a driver may change; anything else is `missing-right`).
+    pub fn write(self, offset: u16, value: u32) -> Result<()> {
+        let args = [self.0.0, offset as u64, value as u64, 0, 0, 0];
+        // SAFETY: no memory is passed.
+        unsafe { syscall(Syscall::PciConfigWrite, args) }.map(drop)
+    }
+}
+
 /// Stop and restart one declared process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcessControl(pub Handle);
@@ -379,6 +405,15 @@ impl AuditRead {
         } else {
             Err((page, a, b))
         })
+    }
+
+    /// The `index`-th PCI function discovered at boot; [`Error::OutOfRange`] past the last.
+    pub fn device(self, index: u64) -> Result<DeviceInfo> {
+        let mut info = DeviceInfo::default();
+        let p = addr_mut(&mut info);
+        // SAFETY: the kernel writes one `DeviceInfo` into `info`, a local.
+        unsafe { syscall(Syscall::AuditDevice, [self.0.0, index, p, 0, 0, 0]) }?;
+        Ok(info)
     }
 
     /// Frame and pool statistics.

@@ -27,8 +27,8 @@ pub mod sys;
 
 pub use brainix_abi as abi;
 pub use cap::{
-    AuditRead, Endpoint, IoPorts, Irq, Log, ProcessControl, Received, Region, ReplyToken, Report,
-    exit,
+    AuditRead, Endpoint, IoPorts, Irq, Log, PciFunction, ProcessControl, Received, Region,
+    ReplyToken, Report, exit,
 };
 
 use brainix_abi::{CapType, Handle, Message, Syscall};

@@ -30,6 +30,45 @@ pub fn summarize(samples: &mut [u32]) -> Option<Summary> {
     })
 }
 
+/// What `fs-bench` measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsBench {
+    /// The file's size, read once per path.
+    pub bytes: u64,
+    /// TSC ticks for the read through the filesystem server (shell → fs → block → device).
+    pub file_ticks: u64,
+    /// TSC ticks for the same read inside the filesystem server (fs → block → device).
+    pub direct_ticks: u64,
+    /// TSC ticks per millisecond, from the kernel's clock across the whole run.
+    pub tsc_per_ms: u64,
+}
+
+/// MiB/s in hundredths for `bytes` in `ticks` at `tsc_per_ms` (integer arithmetic only).
+pub fn mib_per_s_hundredths(bytes: u64, ticks: u64, tsc_per_ms: u64) -> u64 {
+    let num = u128::from(bytes) * u128::from(tsc_per_ms) * 1000 * 100;
+    let den = u128::from(ticks.max(1)) * 1024 * 1024;
+    ((num + den / 2) / den) as u64
+}
+
+impl fmt::Display for FsBench {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = mib_per_s_hundredths(self.bytes, self.file_ticks, self.tsc_per_ms);
+        let direct = mib_per_s_hundredths(self.bytes, self.direct_ticks, self.tsc_per_ms);
+        write!(
+            f,
+            "FS-BENCH bytes={} file_mib_s={}.{:02} direct_mib_s={}.{:02} file_ticks={} direct_ticks={} tsc_per_ms={}",
+            self.bytes,
+            file / 100,
+            file % 100,
+            direct / 100,
+            direct % 100,
+            self.file_ticks,
+            self.direct_ticks,
+            self.tsc_per_ms
+        )
+    }
+}
+
 /// The one machine-readable line `ipc-bench` prints (without the newline).
 pub struct Line {
     /// The bare kernel entry and exit.
@@ -106,5 +145,26 @@ mod tests {
             n: 1,
         };
         assert!(line.to_string().ends_with("ratio=5.00"));
+    }
+
+    #[test]
+    fn fs_bench_rates_are_bytes_over_time() {
+        // 1 MiB in 1000 ticks at 1000 ticks per ms: 1 MiB in 1 ms = 1000 MiB/s.
+        assert_eq!(mib_per_s_hundredths(1 << 20, 1000, 1000), 100_000);
+        let b = FsBench {
+            bytes: 1 << 20,
+            file_ticks: 4_000_000,
+            direct_ticks: 2_000_000,
+            tsc_per_ms: 2_000_000,
+        };
+        assert_eq!(
+            b.to_string(),
+            "FS-BENCH bytes=1048576 file_mib_s=500.00 direct_mib_s=1000.00 file_ticks=4000000 direct_ticks=2000000 tsc_per_ms=2000000"
+        );
+        assert_eq!(
+            mib_per_s_hundredths(1 << 20, 0, 1),
+            100_000,
+            "zero ticks counts as one, never a division by zero"
+        );
     }
 }

@@ -19,6 +19,15 @@ commands:
   deny <id>             refuse an assist proposal
   fuzz <calls> [seed]   run seeded random system calls in the fuzzer (test system), then check
                         that every invariant still holds
+  devices               the PCI functions the kernel found, and which server each is bound to
+  ls                    the files on the disk, with their sizes
+  cat <file>            print a file
+  write <file> <text>   make the file hold the text and a newline
+  rm <file>             remove a file
+  stat <file>           a file's size and blocks
+  df                    blocks and files in use on the disk
+  fs-bench <file>       read the file through the filesystem, then inside it (one hop fewer): MiB/s
+  random <bytes>        bytes (1 to 256) from the entropy server, in hex
 ";
 
 /// A process named on the command line.
@@ -69,6 +78,24 @@ pub enum Command<'a> {
         /// The seed, to replay a run.
         seed: Option<u64>,
     },
+    /// `devices`.
+    Devices,
+    /// `ls`.
+    Ls,
+    /// `cat <file>`.
+    Cat(&'a str),
+    /// `write <file> <text>`: the text after the name and one blank, as typed.
+    Write(&'a str, &'a str),
+    /// `rm <file>`.
+    Rm(&'a str),
+    /// `stat <file>`.
+    Stat(&'a str),
+    /// `df`.
+    Df,
+    /// `fs-bench <file>`.
+    FsBench(&'a str),
+    /// `random <bytes>`.
+    Random(u64),
 }
 
 /// Why a line is not a command. Each message says what was wrong and what was expected.
@@ -158,6 +185,26 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ParseError<'_>> {
             Command::Fuzz { calls, seed }
         }
         "echo" => Command::Echo(rest),
+        "devices" => none(&mut args, "devices").map(|()| Command::Devices)?,
+        "ls" => none(&mut args, "ls").map(|()| Command::Ls)?,
+        "df" => none(&mut args, "df").map(|()| Command::Df)?,
+        "cat" => Command::Cat(one(&mut args, "cat", "cat <file>")?),
+        "rm" => Command::Rm(one(&mut args, "rm", "rm <file>")?),
+        "stat" => Command::Stat(one(&mut args, "stat", "stat <file>")?),
+        "fs-bench" => Command::FsBench(one(&mut args, "fs-bench", "fs-bench <file>")?),
+        "random" => Command::Random(one_number(&mut args, "random", "random <bytes>")?),
+        "write" => {
+            let usage = "write <file> <text>";
+            let rest = rest.trim_start_matches(' ');
+            let (file, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            if file.is_empty() {
+                return Err(ParseError::Missing {
+                    command: "write",
+                    usage,
+                });
+            }
+            Command::Write(file, text)
+        }
         "caps" => Command::Caps(one_number(&mut args, "caps", "caps <pid>")?),
         "kill" => Command::Kill(one_number(&mut args, "kill", "kill <pid>")?),
         "start" => {
@@ -174,6 +221,17 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ParseError<'_>> {
         }
         other => return Err(ParseError::Unknown(other)),
     })
+}
+
+/// Exactly one argument.
+fn one<'a>(
+    args: &mut impl Iterator<Item = &'a str>,
+    command: &'static str,
+    usage: &'static str,
+) -> Result<&'a str, ParseError<'a>> {
+    let arg = args.next().ok_or(ParseError::Missing { command, usage })?;
+    none(args, usage)?;
+    Ok(arg)
 }
 
 /// Refuses any argument left.
@@ -264,14 +322,32 @@ mod tests {
             assert_eq!(parse(line), Ok(want), "{:?}", core::str::from_utf8(line));
         }
         assert_eq!(parse(b"echo"), Ok(Command::Echo("")));
+        let files: [(&[u8], Command<'_>); 9] = [
+            (b"random 16", Command::Random(16)),
+            (b"devices", Command::Devices),
+            (b"ls", Command::Ls),
+            (b"df", Command::Df),
+            (b"cat notes.txt", Command::Cat("notes.txt")),
+            (b"rm a", Command::Rm("a")),
+            (b"stat a", Command::Stat("a")),
+            (b"fs-bench big.bin", Command::FsBench("big.bin")),
+            (
+                b"write a.txt hello  there",
+                Command::Write("a.txt", "hello  there"),
+            ),
+        ];
+        for (line, want) in files {
+            assert_eq!(parse(line), Ok(want), "{:?}", core::str::from_utf8(line));
+        }
+        assert_eq!(parse(b"write a.txt"), Ok(Command::Write("a.txt", "")));
     }
 
     #[test]
     fn errors_say_what_was_wrong_and_what_was_expected() {
         let msg = |line: &[u8]| parse(line).unwrap_err().to_string();
         assert_eq!(
-            msg(b"rm -rf"),
-            "error: unknown command 'rm' (type 'help' for the list)"
+            msg(b"mv a b"),
+            "error: unknown command 'mv' (type 'help' for the list)"
         );
         assert_eq!(
             msg(b"caps"),
@@ -308,6 +384,15 @@ mod tests {
             "error: unexpected '3' (usage: fuzz <calls> [seed])"
         );
         assert_eq!(msg(b"audit now"), "error: unexpected 'now' (usage: audit)");
+        assert_eq!(
+            msg(b"cat"),
+            "error: cat needs an argument (usage: cat <file>)"
+        );
+        assert_eq!(msg(b"rm a b"), "error: unexpected 'b' (usage: rm <file>)");
+        assert_eq!(
+            msg(b"write"),
+            "error: write needs an argument (usage: write <file> <text>)"
+        );
         assert_eq!(
             msg(b"kill 99999999999999999999"),
             "error: '99999999999999999999' is not a number (usage: kill <pid>)"

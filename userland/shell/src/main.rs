@@ -4,7 +4,8 @@
 //! through the console, runs one command ([`command::HELP`] lists them). It holds the console
 //! and the supervisor endpoints (send), audit (read-only) and the echo endpoint (send) for
 //! `ipc-bench`: slot layout in [`brainix_proto::shell::slots`]. It cannot stop or start anything
-//! itself; `kill` and `start` are requests the supervisor may refuse.
+//! itself; `kill` and `start` are requests the supervisor may refuse. The file commands are
+//! requests to the filesystem server (slot `FS`), which alone reaches the disk.
 //!
 //! When the manifest gives it a report capability (check [`brainix_proto::shell::READY`]), it
 //! reports PASS on it once, just before it first reads the console: the test runner's signal
@@ -14,6 +15,7 @@
 
 mod bench;
 mod command;
+mod files;
 mod show;
 
 use brainix_abi::{Error, Message};
@@ -38,6 +40,8 @@ struct Shell {
     supervisor: Endpoint,
     audit: AuditRead,
     echo: Endpoint,
+    fs: Endpoint,
+    entropy: Endpoint,
 }
 
 fn run(_pid: u64) -> ! {
@@ -46,6 +50,8 @@ fn run(_pid: u64) -> ! {
         supervisor: Endpoint(launch_handle(slots::SUPERVISOR)),
         audit: AuditRead(launch_handle(slots::AUDIT)),
         echo: Endpoint(launch_handle(slots::ECHO)),
+        fs: Endpoint(launch_handle(slots::FS)),
+        entropy: Endpoint(launch_handle(slots::ENTROPY)),
     };
     brainix_rt::set_console(shell.console);
     println!("BraiNIX shell; type 'help' for the commands");
@@ -109,6 +115,15 @@ impl Shell {
             Command::Audit => self.audit(),
             Command::Decide { id, approve } => self.decide(id, approve),
             Command::Fuzz { calls, seed } => self.fuzz(calls, seed.unwrap_or_else(rdtsc)),
+            Command::Devices => self.devices(),
+            Command::Ls => self.ls(),
+            Command::Cat(name) => self.cat(name),
+            Command::Write(name, text) => self.write(name, text),
+            Command::Rm(name) => self.rm(name),
+            Command::Stat(name) => self.stat(name),
+            Command::Df => self.df(),
+            Command::FsBench(name) => self.fs_bench(name),
+            Command::Random(n) => self.random(n),
         }
     }
 
@@ -119,6 +134,44 @@ impl Shell {
                 Ok(info) => println!("{}", show::PsRow(&info)),
                 Err(Error::OutOfRange) => return,
                 Err(e) => return println!("error: ps: pid {pid}: {}", e.name()),
+            }
+        }
+    }
+
+    fn random(&self, n: u64) {
+        let mut msg = Message::new(brainix_proto::entropy::READ);
+        msg.regs[0] = n;
+        let mut reply = Message::new(0);
+        match self
+            .entropy
+            .call(&msg, &[], &mut reply)
+            .and_then(|()| status(&reply))
+        {
+            Ok(()) => {
+                let bytes = reply.data().unwrap_or(&[]);
+                for b in bytes {
+                    print!("{b:02x}");
+                }
+                println!();
+            }
+            Err(Error::PeerDead) => {
+                println!("error: random: no entropy server (no virtio-rng device?)")
+            }
+            Err(e) => println!("error: random: {}", e.name()),
+        }
+    }
+
+    fn devices(&self) {
+        for index in 0..MAX_PIDS {
+            match self.audit.device(index) {
+                Ok(dev) => {
+                    let holder = self.audit.process(dev.holder).ok();
+                    let holder = holder.as_ref().map(show::name);
+                    println!("{}", show::DeviceRow { dev: &dev, holder });
+                }
+                Err(Error::OutOfRange) if index == 0 => return println!("no PCI devices"),
+                Err(Error::OutOfRange) => return,
+                Err(e) => return println!("error: devices: {}", e.name()),
             }
         }
     }

@@ -1,6 +1,6 @@
 //! How the shell shows kernel records: pure formatting, tested on the host.
 
-use brainix_abi::{CapInfo, CapType, MemoryInfo, ProcessInfo, ProcessState, rights};
+use brainix_abi::{CapInfo, CapType, DeviceInfo, MemoryInfo, ProcessInfo, ProcessState, rights};
 use core::fmt;
 
 use brainix_rt::process::Exit;
@@ -110,9 +110,67 @@ impl fmt::Display for CapRow<'_> {
             Some(CapType::Irq) => write!(f, " line {} bit {}", c.a, c.b)?,
             Some(CapType::Mmio | CapType::DmaPool) => write!(f, " phys {:#x} pages {}", c.a, c.b)?,
             Some(CapType::ProcessControl) => write!(f, " pid {}", c.a)?,
+            Some(CapType::PciFunction) => write!(f, " pci {}", Bdf(c.a))?,
             _ => {}
         }
         write!(f, " gen {}", c.generation)
+    }
+}
+
+/// A PCI bus/device/function number as `bb:dd.f`.
+pub struct Bdf(pub u64);
+
+impl fmt::Display for Bdf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}.{}",
+            (b >> 8) & 0xff,
+            (b >> 3) & 0x1f,
+            b & 7
+        )
+    }
+}
+
+/// One `devices` row: where, what, its interrupt and memory BARs, and its server.
+pub struct DeviceRow<'a> {
+    /// The record.
+    pub dev: &'a DeviceInfo,
+    /// The name of the process bound to it, if any.
+    pub holder: Option<&'a str>,
+}
+
+impl fmt::Display for DeviceRow<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.dev;
+        write!(
+            f,
+            "{} {:04x}:{:04x} class {:06x}",
+            Bdf(d.bdf),
+            d.vendor,
+            d.device,
+            d.class >> 8
+        )?;
+        if d.irq_pin != 0 && d.irq_line < 16 {
+            write!(f, " irq {}", d.irq_line)?;
+        }
+        for i in 0..6 {
+            match d.bar_kind[i] {
+                DeviceInfo::BAR_MEM32 | DeviceInfo::BAR_MEM64 => {
+                    write!(f, " bar{i} {:#x}+{}K", d.bar_base[i], d.bar_size[i] / 1024)?
+                }
+                DeviceInfo::BAR_IO => {
+                    write!(f, " bar{i} io {:#x}+{}", d.bar_base[i], d.bar_size[i])?
+                }
+                DeviceInfo::BAR_INVALID => write!(f, " bar{i} invalid")?,
+                _ => {}
+            }
+        }
+        match self.holder {
+            Some(name) => write!(f, " -> {name}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -252,6 +310,34 @@ mod tests {
         assert_eq!(
             Memory(&m).to_string(),
             "frames: 25 free of 100 (100 KiB free)\nkernel page-table pages: 8\nprocesses: 4 of 16\nendpoints: 3 of 64"
+        );
+    }
+
+    #[test]
+    fn device_rows_name_the_bound_server() {
+        let mut d = DeviceInfo {
+            bdf: 0x08,
+            vendor: 0x1af4,
+            device: 0x1001,
+            class: 0x0100_0000,
+            irq_line: 10,
+            irq_pin: 1,
+            holder: 4,
+            ..DeviceInfo::default()
+        };
+        d.bar_kind[0] = DeviceInfo::BAR_IO;
+        d.bar_base[0] = 0xc040;
+        d.bar_size[0] = 64;
+        d.bar_kind[4] = DeviceInfo::BAR_MEM64;
+        d.bar_base[4] = 0xfe00_0000;
+        d.bar_size[4] = 0x4000;
+        assert_eq!(
+            DeviceRow {
+                dev: &d,
+                holder: Some("blk")
+            }
+            .to_string(),
+            "00:01.0 1af4:1001 class 010000 irq 10 bar0 io 0xc040+64 bar4 0xfe000000+16K -> blk"
         );
     }
 }

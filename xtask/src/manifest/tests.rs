@@ -142,6 +142,10 @@ enum Expect {
     Log,
     /// A report capability for this check id.
     Report(String),
+    /// A device capability: the PCI vendor and which part (`config`, `bar`, `irq`).
+    Device(u16, &'static str),
+    /// A DMA pool of any size.
+    AnyDmaPool,
 }
 
 fn matches(system: &System, cap: &Cap, want: &Expect) -> bool {
@@ -174,13 +178,26 @@ fn matches(system: &System, cap: &Cap, want: &Expect) -> bool {
         (Cap::AuditRead, Expect::AuditRead) => true,
         (Cap::Log, Expect::Log) => true,
         (Cap::Report { index }, Expect::Report(id)) => system.reports[usize::from(index)] == *id,
+        (Cap::DmaPool { .. }, Expect::AnyDmaPool) => true,
+        (Cap::Device { pci, part }, &Expect::Device(vendor, kind)) => {
+            use brainix_kernel::manifest::DevicePart;
+            pci.vendor == vendor
+                && matches!(
+                    (part, kind),
+                    (DevicePart::Config { .. }, "config")
+                        | (DevicePart::Bar { .. }, "bar")
+                        | (DevicePart::Irq { .. }, "irq")
+                )
+        }
         _ => false,
     }
 }
 
 #[test]
 fn the_shipped_systems_give_each_program_the_slots_it_opens() {
-    use brainix_proto::{attack, auditor, consent, console, echo, fuzz, shell, supervisor};
+    use brainix_proto::{
+        attack, auditor, consent, console, driver, echo, fs, fuzz, shell, supervisor,
+    };
     let (send, receive) = (rights::SEND, rights::RECEIVE);
     let rw = rights::READ | rights::WRITE;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system");
@@ -243,10 +260,12 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                         (5, Expect::Report("ipc.call-reply".into())),
                         (shell::slots::AUDITOR, Expect::Endpoint("auditor", send)),
                         (shell::slots::CONSENT, Expect::Endpoint("consent", send)),
+                        (shell::slots::FS, Expect::Endpoint("fs", send)),
+                        (shell::slots::ENTROPY, Expect::Endpoint("entropy", send)),
                     ];
                     if name == "test.toml" {
                         l.push((shell::slots::FUZZ, Expect::Endpoint("fuzz", send)));
-                        l.push((9, Expect::Report("fuzz.survived".into())));
+                        l.push((11, Expect::Report("fuzz.survived".into())));
                     }
                     l
                 }
@@ -310,6 +329,54 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                     (fuzz::slots::PORT, Expect::IoPorts(0x80, 1, rights::READ)),
                     (fuzz::slots::AUDIT, Expect::AuditRead),
                 ],
+                "brainix-virtio-rng" => vec![
+                    (
+                        driver::slots::ENDPOINT,
+                        Expect::Endpoint("entropy", receive),
+                    ),
+                    (
+                        driver::slots::IRQ_WAIT,
+                        Expect::Endpoint("entropy-irq", receive),
+                    ),
+                    (driver::slots::LOG, Expect::Log),
+                    (driver::slots::DMA, Expect::AnyDmaPool),
+                    (driver::slots::IRQ, Expect::Device(0x1af4, "irq")),
+                    (driver::slots::DEVICE, Expect::Device(0x1af4, "config")),
+                    (driver::slots::FIRST_BAR, Expect::Device(0x1af4, "bar")),
+                ],
+                "brainix-virtio-blk" => vec![
+                    (driver::slots::ENDPOINT, Expect::Endpoint("block", receive)),
+                    (
+                        driver::slots::IRQ_WAIT,
+                        Expect::Endpoint("block-irq", receive),
+                    ),
+                    (driver::slots::LOG, Expect::Log),
+                    (driver::slots::DMA, Expect::AnyDmaPool),
+                    (driver::slots::IRQ, Expect::Device(0x1af4, "irq")),
+                    (driver::slots::DEVICE, Expect::Device(0x1af4, "config")),
+                    (driver::slots::FIRST_BAR, Expect::Device(0x1af4, "bar")),
+                ],
+                "brainix-virtio-net" if p.bin == "link-probe" => vec![
+                    (0, Expect::Endpoint("console", send)),
+                    (1, Expect::Endpoint("link", send)),
+                ],
+                "brainix-virtio-net" => vec![
+                    (driver::slots::ENDPOINT, Expect::Endpoint("link", receive)),
+                    (
+                        driver::slots::IRQ_WAIT,
+                        Expect::Endpoint("link-irq", receive),
+                    ),
+                    (driver::slots::LOG, Expect::Log),
+                    (driver::slots::DMA, Expect::AnyDmaPool),
+                    (driver::slots::IRQ, Expect::Device(0x1af4, "irq")),
+                    (driver::slots::DEVICE, Expect::Device(0x1af4, "config")),
+                    (driver::slots::FIRST_BAR, Expect::Device(0x1af4, "bar")),
+                ],
+                "brainix-fs" => vec![
+                    (fs::slots::ENDPOINT, Expect::Endpoint("fs", receive)),
+                    (fs::slots::BLOCK, Expect::Endpoint("block", send)),
+                    (fs::slots::LOG, Expect::Log),
+                ],
                 "brainix-echo" => {
                     let Cap::Endpoint { endpoint, .. } = p.caps[0] else {
                         panic!("{}: slot 0 is not an endpoint", p.name)
@@ -336,6 +403,15 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                         // points slot 1 at RAM on purpose (the kernel refuses its launch).
                         "region-probe" if p.name == "mmio-on-ram" => {
                             Some(Expect::Mmio(0x10_0000, 1, rights::READ | rights::WRITE))
+                        }
+                        // The ECAM window, which the kernel must refuse as plain MMIO.
+                        "region-probe" if p.name == "mmio-ecam" => {
+                            Some(Expect::Mmio(0xb000_0000, 1, rights::READ))
+                        }
+                        "crash-blk" => Some(Expect::Endpoint("block", send)),
+                        "rogue-driver" => {
+                            l.push((2, Expect::Device(0x8086, "bar")));
+                            Some(Expect::Device(0x8086, "config"))
                         }
                         "region-probe" => {
                             l.push((2, Expect::DmaPool(4)));
@@ -578,7 +654,10 @@ fn too_many_capabilities() {
     refused(
         &src,
         line(&src, "bin = \"client-bin\"") + 6,
-        &["has 33 capabilities", "at most 32"],
+        &[
+            &format!("has {} capabilities", limits::MAX_CAPS + 1),
+            &format!("at most {}", limits::MAX_CAPS),
+        ],
     );
 }
 
@@ -938,4 +1017,104 @@ fn only_the_shell_may_decide_on_assist_proposals() {
         }
         assert_eq!(trusted, ["shell"], "{name}: holders of the trusted bit");
     }
+}
+
+/// `GOOD` plus a device, driven by a third process whose caps are `caps`.
+fn with_device(caps: &str, extra: &str) -> String {
+    format!(
+        "{GOOD}\n[[device]]\nname = \"blk0\"\nvendor = 0x1af4\ndevice = 0x1042\nalt_device = 0x1001\n\
+         \n[[process]]\nname = \"drv\"\nprogram = \"p\"\npriority = 1\nmemory_pages = 64\nstack_pages = 1\n\
+         caps = [\n{caps}\n]\n{extra}"
+    )
+}
+
+#[test]
+fn device_capabilities_resolve_and_generate() {
+    use brainix_kernel::manifest::{DevicePart, PciMatch};
+    let src = with_device(
+        "  { type = \"device-config\", device = \"blk0\", rights = [\"read\", \"write\"] },\n  \
+         { type = \"device-bar\", device = \"blk0\", bar = 4, rights = [\"read\"] },\n  \
+         { type = \"device-irq\", device = \"blk0\", bit = 2 },",
+        "",
+    );
+    let system = check(file(), &src).unwrap();
+    let pci = PciMatch {
+        vendor: 0x1af4,
+        device: 0x1042,
+        alt_device: 0x1001,
+        index: 0,
+    };
+    assert_eq!(
+        system.processes[2].caps,
+        [
+            Cap::Device {
+                pci,
+                part: DevicePart::Config {
+                    rights: rights::READ | rights::WRITE
+                }
+            },
+            Cap::Device {
+                pci,
+                part: DevicePart::Bar {
+                    bar: 4,
+                    rights: rights::READ
+                }
+            },
+            Cap::Device {
+                pci,
+                part: DevicePart::Irq { bit: 2 }
+            },
+        ]
+    );
+    let text = generate(&system, &[PathBuf::new(), PathBuf::new(), PathBuf::new()]);
+    assert!(text.contains(
+        "Device { pci: crate::manifest::PciMatch { vendor: 0x1af4, device: 0x1042, alt_device: 0x1001, index: 0 }, part: crate::manifest::DevicePart::Bar { bar: 4, rights: brainix_abi::rights::READ } }"
+    ), "{text}");
+}
+
+#[test]
+fn device_capabilities_are_checked() {
+    let src = with_device(
+        "  { type = \"device-bar\", device = \"nvme0\", bar = 0, rights = [\"read\"] },",
+        "",
+    );
+    refused(
+        &src,
+        line(&src, "nvme0"),
+        &["device \"nvme0\" is not declared"],
+    );
+    let src = with_device(
+        "  { type = \"device-bar\", device = \"blk0\", bar = 6, rights = [\"read\"] },",
+        "",
+    );
+    refused(
+        &src,
+        line(&src, "bar = 6"),
+        &["bar = 6 is out of range; expected 0 to 5"],
+    );
+    let src = with_device("  { type = \"device-irq\", device = \"blk0\" },", "");
+    refused(&src, line(&src, "device-irq"), &["need \"bit\""]);
+    // Two servers for one device.
+    let src = with_device(
+        "  { type = \"device-irq\", device = \"blk0\", bit = 0 },",
+        "\n[[process]]\nname = \"drv2\"\nprogram = \"p\"\npriority = 1\nmemory_pages = 64\nstack_pages = 1\n\
+         caps = [ { type = \"device-config\", device = \"blk0\", rights = [\"read\"] } ]\n",
+    );
+    refused(
+        &src,
+        line(&src, "name = \"drv2\"") + 5,
+        &["device \"blk0\" is given to both \"drv\" and \"drv2\""],
+    );
+    // A device-irq bit that another IRQ of the process uses.
+    let src = with_device(
+        "  { type = \"device-irq\", device = \"blk0\", bit = 3 },\n  { type = \"irq\", line = 9, bit = 3 },",
+        "",
+    );
+    refused(&src, line(&src, "line = 9"), &["notification bit 3 twice"]);
+    let src = format!("{GOOD}\n[[device]]\nname = \"x\"\nvendor = 0xffff\ndevice = 1\n");
+    refused(
+        &src,
+        line(&src, "vendor = 0xffff"),
+        &["vendor = 65535 is out of range"],
+    );
 }

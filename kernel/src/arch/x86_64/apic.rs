@@ -9,23 +9,30 @@ use super::instr::{self, inb, outb};
 use crate::kprintln;
 use crate::mem::layout::MMIO;
 use crate::system::TICK_HZ;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 /// The timer's vector.
 pub const TIMER_VECTOR: u8 = 32;
 /// IOAPIC line `n` arrives on vector `IRQ_BASE + n`.
 pub const IRQ_BASE: u8 = 33;
 /// IOAPIC lines we route (the first IOAPIC of PC-compatible machines has 24).
-pub const IRQ_LINES: u8 = 24;
+pub const IRQ_LINES: u8 = crate::platform::IRQ_LINES;
 /// The spurious-interrupt vector.
 pub const SPURIOUS_VECTOR: u8 = 255;
 
-/// Physical address of the IOAPIC on PC-compatible machines (and QEMU's microvm). Issue 5 reads
-/// it from the MADT instead.
-pub const IOAPIC_PHYS: u64 = 0xfec0_0000;
 const IA32_APIC_BASE: u32 = 0x1b;
 
 static LAPIC: AtomicU64 = AtomicU64::new(0);
+
+/// How each line is programmed: bit 0 level triggered, bit 1 active low (0: edge, high, the ISA
+/// default). Set by [`route`] before the line is unmasked.
+static MODES: [AtomicU8; IRQ_LINES as usize] = [const { AtomicU8::new(0) }; IRQ_LINES as usize];
+
+/// Physical address of the I/O APIC serving GSIs 0 to 23: the MADT's, else the PC default. It
+/// must be the address the kernel's tables map in the MMIO window.
+pub fn ioapic_phys() -> u64 {
+    super::pci::platform().ioapic()
+}
 
 /// Physical address of the local APIC, from IA32_APIC_BASE.
 pub fn lapic_phys() -> u64 {
@@ -48,7 +55,7 @@ fn lapic_write(offset: u64, value: u32) {
 }
 
 fn ioapic_write(reg: u32, value: u32) {
-    let base = (MMIO + IOAPIC_PHYS) as *mut u32;
+    let base = (MMIO + ioapic_phys()) as *mut u32;
     // SAFETY: `init` mapped the IOAPIC page uncached here; IOREGSEL is at +0, IOWIN at +0x10.
     unsafe {
         core::ptr::write_volatile(base, reg);
@@ -61,16 +68,31 @@ pub fn eoi() {
     lapic_write(0xb0, 0);
 }
 
-/// Masks (`true`) or unmasks IOAPIC line `line`, routed to vector `IRQ_BASE + line`, edge
-/// triggered, active high (ISA), delivered to this CPU.
+/// Masks (`true`) or unmasks IOAPIC line `line`, routed to vector `IRQ_BASE + line` with the
+/// trigger mode and polarity [`route`] gave it, delivered to this CPU.
 pub fn set_line(line: u8, masked: bool) {
-    if line >= IRQ_LINES {
+    let Some(mode) = MODES.get(usize::from(line)) else {
         return;
-    }
+    };
+    let mode = u32::from(mode.load(Ordering::Relaxed));
     let apic_id = lapic_read(0x20) >> 24;
     let reg = 0x10 + 2 * u32::from(line);
+    // Redirection entry: vector, fixed delivery, physical destination, polarity (bit 13),
+    // trigger mode (bit 15), mask (bit 16).
+    let entry = u32::from(IRQ_BASE + line) | (mode >> 1 & 1) << 13 | (mode & 1) << 15;
     ioapic_write(reg + 1, apic_id << 24);
-    ioapic_write(reg, u32::from(IRQ_BASE + line) | u32::from(masked) << 16);
+    ioapic_write(reg, entry | u32::from(masked) << 16);
+}
+
+/// Sets how line `r.gsi` is triggered, leaving it masked until [`set_line`] unmasks it.
+pub fn route(r: crate::platform::Route) {
+    if let Some(mode) = MODES.get(usize::from(r.gsi)) {
+        mode.store(
+            u8::from(r.level) | u8::from(r.active_low) << 1,
+            Ordering::Relaxed,
+        );
+        set_line(r.gsi, true);
+    }
 }
 
 /// Waits about `ms` milliseconds on PIT channel 2 and returns how far the LAPIC timer (counting
@@ -104,7 +126,7 @@ fn measure_with_pit(ms: u32) -> Option<u32> {
     Some(u32::MAX - lapic_read(0x390))
 }
 
-/// Maps nothing itself (the caller mapped [`lapic_phys`] and [`IOAPIC_PHYS`] into the MMIO
+/// Maps nothing itself (the caller mapped [`lapic_phys`] and [`ioapic_phys`] into the MMIO
 /// window); enables the LAPIC, masks every IOAPIC line, and starts the periodic timer at
 /// [`TICK_HZ`]. Returns the LAPIC timer counts per tick.
 pub fn init() -> u32 {

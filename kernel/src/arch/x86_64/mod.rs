@@ -5,6 +5,7 @@ pub mod boot;
 pub mod gdt;
 pub mod instr;
 pub mod paging;
+pub mod pci;
 pub mod run;
 pub mod serial;
 pub mod spaces;

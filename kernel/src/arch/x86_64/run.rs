@@ -12,7 +12,9 @@ use super::trampoline::{self, SCRATCH, SYSCALL_VECTOR};
 use super::trap::{self, TrapFrame};
 use crate::exit::ExitCode;
 use crate::kprintln;
-use crate::manifest::SYSTEM;
+use crate::manifest::{CapSpec, SYSTEM};
+use crate::platform::pci::{Bdf, ConfigSpace};
+use crate::platform::{Platform, Resolved};
 use crate::syscall::MemoryStats;
 use crate::system::{Machine, System, UserRegs};
 use core::arch::asm;
@@ -44,6 +46,15 @@ impl Machine for ArchMachine {
     }
     fn console_write(&mut self, text: &str) {
         let _ = core::fmt::Write::write_str(&mut super::serial::Com1, text);
+    }
+    fn platform(&self) -> &Platform {
+        super::pci::platform()
+    }
+    fn pci_read(&mut self, bdf: Bdf, offset: u16) -> u32 {
+        super::pci::Config.read32(bdf, offset)
+    }
+    fn pci_write(&mut self, bdf: Bdf, offset: u16, value: u32) {
+        super::pci::Config.write32(bdf, offset, value)
     }
 }
 
@@ -255,15 +266,26 @@ pub fn start(
     unsafe { (*RUNNING.0.get()).write(System::new(&SYSTEM, spaces, ArchMachine)) };
     with_system(|s| {
         s.framer = framer;
-        s.boot();
-        // Route every interrupt line some process holds.
+        // Route every interrupt line some process holds, with the trigger mode and polarity
+        // the platform gives it.
+        let platform = super::pci::platform();
         for pid in 0..s.process_count() {
             for cap in s.spec.processes[pid].caps {
-                if let crate::manifest::CapSpec::Irq { line, .. } = *cap {
-                    apic::set_line(line, false);
+                let route = match *cap {
+                    CapSpec::Irq { line, .. } => Some(platform.line_route(line)),
+                    CapSpec::Device { pci, part } => match platform.resolve(&pci, &part) {
+                        Ok(Resolved::Irq { route, .. }) => Some(route),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                if let Some(route) = route {
+                    apic::route(route);
+                    apic::set_line(route.gsi, false);
                 }
             }
         }
+        s.boot();
     });
     // SAFETY: the frame pointer is the trampoline's fixed frame slot on the entry stack.
     let cr3 = next(unsafe { &mut *trampoline::frame() });

@@ -10,7 +10,7 @@
 use super::trampoline;
 use crate::elf::Program;
 use crate::kprintln;
-use crate::manifest::{CapSpec, ProcessSpec};
+use crate::manifest::{CapSpec, DevicePart, ProcessSpec};
 use crate::mem::KernelFramePool;
 use crate::mem::audit;
 use crate::mem::frames::Frame;
@@ -19,6 +19,7 @@ use crate::mem::paging::{
     self, Leaf, MapError, Perm, SIZE_4K, Table, TableMemory, bits, map, map_raw, map_user,
     translate,
 };
+use crate::platform::Resolved;
 use crate::system::{Launch, LaunchError, MAX_PROCESS_PAGES, MAX_PROCESSES, Spaces};
 use brainix_abi::Error;
 use brainix_abi::layout::STACK_TOP;
@@ -355,10 +356,27 @@ impl ArchSpaces {
                     pages,
                     rights,
                 } => {
-                    Self::check_mmio(b.pool, image, base, pages)
+                    Self::check_mmio(b.pool, image, base, pages, false)
                         .map_err(|()| LaunchError::BadRegion { slot, phys: base })?;
                     (base, pages, rights & brainix_abi::rights::WRITE != 0)
                 }
+                CapSpec::Device {
+                    pci,
+                    part: part @ DevicePart::Bar { .. },
+                } => match super::pci::platform().resolve(&pci, &part) {
+                    Ok(Resolved::Region {
+                        phys,
+                        pages,
+                        rights,
+                    }) => {
+                        // A hostile device can claim a BAR over RAM: the same checks apply.
+                        Self::check_mmio(b.pool, image, phys, pages, true)
+                            .map_err(|()| LaunchError::BadRegion { slot, phys })?;
+                        (phys, pages, rights & brainix_abi::rights::WRITE != 0)
+                    }
+                    Ok(_) => continue,
+                    Err(error) => return Err(LaunchError::Device { slot, error }),
+                },
                 CapSpec::DmaPool { pages } => {
                     if u64::from(pages) * SIZE_4K > brainix_abi::layout::REGION_STRIDE {
                         return Err(LaunchError::BadRegion { slot, phys: 0 });
@@ -369,7 +387,7 @@ impl ArchSpaces {
                 }
                 _ => continue,
             };
-            let device = matches!(cap, CapSpec::Mmio { .. });
+            let device = matches!(cap, CapSpec::Mmio { .. } | CapSpec::Device { .. });
             for i in 0..u64::from(pages) {
                 // User, never executable; device registers uncached (PCD | PWT).
                 let mut leaf = bits::PRESENT | bits::USER | bits::NX;
@@ -410,12 +428,16 @@ impl ArchSpaces {
     }
 
     /// An MMIO region must be device space: page aligned, within one slot window, and not one
-    /// byte of RAM the pool manages, of the kernel image, or of the interrupt controllers.
+    /// byte of RAM the pool manages, of the kernel image, of the interrupt controllers or of
+    /// the ECAM window (every device's configuration). A plain `mmio` region (`bar` false) may
+    /// not cover a PCI device's BAR either: those are reached only through a device
+    /// capability, which binds the device to one server.
     fn check_mmio(
         pool: &KernelFramePool,
         image: (u64, u64),
         base: u64,
         pages: u32,
+        bar: bool,
     ) -> Result<(), ()> {
         let len = u64::from(pages) * SIZE_4K;
         let end = base.checked_add(len).ok_or(())?;
@@ -426,10 +448,22 @@ impl ArchSpaces {
         if overlaps(image.0, image.1) {
             return Err(());
         }
-        for page in [super::apic::lapic_phys(), super::apic::IOAPIC_PHYS] {
+        for page in [super::apic::lapic_phys(), super::apic::ioapic_phys()] {
             if overlaps(page, page + SIZE_4K) {
                 return Err(());
             }
+        }
+        let platform = super::pci::platform();
+        if let Some(e) = platform.acpi.ecam
+            && overlaps(
+                e.base,
+                e.base + ((u64::from(e.bus_end - e.bus_start) + 1) << 20),
+            )
+        {
+            return Err(());
+        }
+        if !bar && platform.overlaps_pci(base, end) {
+            return Err(());
         }
         let mut at = base;
         while at < end {

@@ -6,8 +6,9 @@
 //! 3. required CPU features: fail closed before anything depends on them;
 //! 4. GDT/TSS/IDT, so any fault from here on is reported, never a triple fault;
 //! 5. SMEP/SMAP/UMIP (and PCID) on, read back from the registers for the report;
-//! 6. the frame pool and the kernel's own tables; switch to them;
-//! 7. the self-check walks the live tables; then the boot report and the result frames.
+//! 6. discovery (ACPI tables, PCI), still through the identity map;
+//! 7. the frame pool and the kernel's own tables; switch to them;
+//! 8. the self-check walks the live tables; then the boot report and the result frames.
 
 use super::instr::{self, CR0_WP, EFER_NXE, IA32_EFER, cr4};
 use super::paging::{self, Image, KernelTables, SelfCheck};
@@ -260,6 +261,9 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
         stop(ExitCode::Panic)
     };
     let image = paging::image();
+    // Discovery reads firmware tables and configuration space through the boot identity map,
+    // so it runs before the switch to the kernel's own tables.
+    super::pci::discover(&info, &IdentityMap, image.phys);
     let (ranges, range_count) = pool_ranges(&info, &image);
     let ranges = &ranges[..range_count];
     let mut beyond = 0;
@@ -278,8 +282,17 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
 
     let guards = stacks::guards();
     let mut tables = KernelTables::identity(pool);
-    let mmio = [super::apic::lapic_phys(), super::apic::IOAPIC_PHYS];
-    let root = match paging::build(&mut tables, &image, &guards, ranges, &mmio) {
+    let mut mmio = [0u64; 2 + crate::platform::pci::MAX_FUNCTIONS];
+    mmio[0] = super::apic::lapic_phys();
+    mmio[1] = super::apic::ioapic_phys();
+    let ecam = {
+        let mut pages = [0u64; crate::platform::pci::MAX_FUNCTIONS];
+        let n = super::pci::ecam_pages(&mut pages);
+        mmio[2..2 + n].copy_from_slice(&pages[..n]);
+        n
+    };
+    let mmio = &mmio[..2 + ecam];
+    let root = match paging::build(&mut tables, &image, &guards, ranges, mmio) {
         Ok(root) => root,
         Err(e) => {
             kprintln!("brainix: FATAL: building the kernel page tables: {e}");
