@@ -411,8 +411,17 @@ impl<S: Spaces, M: Machine> System<S, M> {
             .ok_or(Error::OutOfRange)?;
         let info = match self.spec.processes[t].caps.get(slot) {
             Some(spec) => {
-                // Generation and DMA address are decided at launch, not by the manifest.
-                let cap = crate::cap::Cap::from_spec(spec, 0, 0);
+                // Generation and DMA address are decided at launch, not by the manifest; a
+                // device capability is what it binds to on this machine.
+                let cap = match *spec {
+                    crate::manifest::CapSpec::Device { pci, part } => {
+                        match self.machine.platform().resolve(&pci, &part) {
+                            Ok(bound) => crate::cap::Cap::bound(bound),
+                            Err(_) => crate::cap::Cap::from_spec(spec, 0, 0),
+                        }
+                    }
+                    _ => crate::cap::Cap::from_spec(spec, 0, 0),
+                };
                 let (a, b) = describe(&cap.object);
                 CapInfo {
                     kind: cap.object.kind() as u64,
@@ -945,6 +954,31 @@ mod device_tests {
             "{:?}",
             s.machine.log
         );
+    }
+
+    #[test]
+    fn the_manifest_view_of_a_device_capability_is_its_binding() {
+        let mut s = system_on(
+            machine(),
+            &[
+                ("shell", 1, vec![CapSpec::AuditRead]),
+                ("blk", 1, driver(3)),
+            ],
+            0,
+        );
+        for slot in 0..3 {
+            let mut views = [[0u8; 40]; 2];
+            for (i, call_nr) in [Syscall::AuditCap, Syscall::AuditManifestCap]
+                .into_iter()
+                .enumerate()
+            {
+                call(&mut s, 0, call_nr, [h(0), 1, slot, MEM, 0]);
+                assert_eq!(result(&s, 0), Some(Ok([0; 4])));
+                crate::system::Spaces::read(&s.spaces, 0, MEM, &mut views[i]).unwrap();
+            }
+            // Everything but the generation (the last word) agrees.
+            assert_eq!(views[0][..32], views[1][..32], "slot {slot}");
+        }
     }
 
     #[test]
