@@ -14,6 +14,7 @@
 //!
 //! Plain `std`: the build tool must build before anything else has.
 
+mod board;
 // Checked by `cargo xtask test` (its unit tests run there); nothing else calls it.
 #[cfg(test)]
 mod deps;
@@ -50,6 +51,13 @@ const IMAGES: &[KernelImage] = &[
         file: "brainix-kernel-multiboot.elf",
         features: &["multiboot"],
         system: "default",
+    },
+    // The default system generated for the microvm board: its virtio-mmio devices come from
+    // the board profile (`board.rs`).
+    KernelImage {
+        file: "brainix-kernel-microvm.elf",
+        features: &[],
+        system: "default@qemu-microvm",
     },
 ];
 
@@ -160,11 +168,31 @@ fn compile_systems(out: &Path) -> Result<BTreeMap<&'static str, PathBuf>, String
     let names: BTreeSet<&'static str> = IMAGES.iter().map(|i| i.system).collect();
     let mut systems = Vec::new();
     for name in names {
-        let relative = PathBuf::from("system").join(format!("{name}.toml"));
+        // `<system>@<board>`: the description generated for a board profile.
+        let (description, board) = match name.split_once('@') {
+            Some((d, b)) => (d, Some(b)),
+            None => (name, None),
+        };
+        let relative = PathBuf::from("system").join(format!("{description}.toml"));
         let path = workspace().join(&relative);
-        let src = std::fs::read_to_string(&path)
+        let mut src = std::fs::read_to_string(&path)
             .map_err(|e| format!("reading the system manifest {}: {e}", path.display()))?;
-        let system = manifest::check(&relative, &src).map_err(|e| e.to_string())?;
+        let mut checked_as = relative;
+        if let Some(board) = board {
+            let profile = workspace().join("boards").join(format!("{board}.toml"));
+            let board = std::fs::read_to_string(&profile)
+                .map_err(|e| e.to_string())
+                .and_then(|b| board::Board::parse(&b))
+                .map_err(|e| format!("board profile {}: {e}", profile.display()))?;
+            src = board::generate(&src, &board)
+                .map_err(|e| format!("generating {name} from {}: {e}", path.display()))?;
+            // Written out, so that an error's file and line can be read.
+            let generated = out.join(format!("system-{description}-{}.toml", board.name));
+            std::fs::write(&generated, &src)
+                .map_err(|e| format!("writing {}: {e}", generated.display()))?;
+            checked_as = generated;
+        }
+        let system = manifest::check(&checked_as, &src).map_err(|e| e.to_string())?;
         systems.push((name, system));
     }
     let catalog = workspace_programs()?;

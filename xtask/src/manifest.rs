@@ -72,8 +72,8 @@ pub mod limits {
     pub const MAX_ENDPOINTS: usize = brainix_kernel::system::MAX_ENDPOINTS;
     /// Lowest priority (0 is highest).
     pub const MAX_PRIORITY: u8 = brainix_kernel::manifest::MAX_PRIORITY;
-    /// Highest IRQ line: the 24 inputs of the first I/O APIC (ISA IRQs 0 to 15 included).
-    pub const MAX_IRQ_LINE: u8 = 23;
+    /// Highest IRQ line (a GSI): the kernel drives two 24-input I/O APICs.
+    pub const MAX_IRQ_LINE: u8 = brainix_kernel::platform::IRQ_LINES - 1;
     /// Highest notification bit a manifest may assign; bit 31 is
     /// [`brainix_abi::NOTIFY_CHILD_DIED`], which the kernel sets.
     pub const MAX_NOTIFY_BIT: u8 = 30;
@@ -161,6 +161,10 @@ struct DeviceToml {
 #[serde(deny_unknown_fields)]
 struct EndpointToml {
     name: Spanned<String>,
+    /// Its server drives a device a board may lack: with the server left out for such a board
+    /// (`crate::board`), nobody receives here and callers get `peer-dead`.
+    #[serde(default)]
+    server_absent: bool,
 }
 
 fn yes() -> bool {
@@ -552,7 +556,13 @@ pub fn check(file: &Path, src: &str) -> Result<System, Errors> {
 
     for (name, &id) in &endpoint_ids {
         let at = &parsed.endpoints[usize::from(id)].get_ref().name;
+        let absent = parsed.endpoints[usize::from(id)].get_ref().server_absent;
         match receivers.get(&id).map(Vec::as_slice) {
+            None | Some([]) if absent => {}
+            Some([_]) if absent => c.error(
+                at,
+                format!("endpoint {name:?} is marked server_absent but has a receiver; expected the mark only where a board left its server out"),
+            ),
             None | Some([]) => c.error(
                 at,
                 format!("endpoint {name:?} has no receiver; expected exactly one process with the \"receive\" right"),

@@ -53,6 +53,9 @@ pub fn check_range(first: u64, count: u64, capacity: u64) -> Result<usize, Error
 pub fn serve(faulty: bool) -> ! {
     let transport = match brainix_virtio::transport(VIRTIO_BLOCK) {
         Ok(t) => t,
+        Err(brainix_virtio::SetupError::NoMmioDevice) => {
+            brainix_virtio::serve_without_device("virtio-blk")
+        }
         Err(e) => {
             log!("cannot set up the device: {e}");
             cap::exit(1)

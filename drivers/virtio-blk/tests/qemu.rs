@@ -74,3 +74,68 @@ fn a_killed_block_server_is_reported_and_restarted_while_the_shell_answers() {
         "{ps}"
     );
 }
+
+#[test]
+fn on_microvm_the_board_generated_system_drives_the_disk_over_virtio_mmio() {
+    let d = disk("microvm.img");
+    let mut s = Boot::new(image("brainix-kernel-microvm.elf"))
+        .machine("microvm")
+        .disk(&d.0)
+        .spawn();
+    s.expect(PROMPT, BOOT);
+    let console = s.console();
+    // Generated from the description and the board: no PCI servers, the disk's own.
+    assert!(
+        console.contains("system \"default@qemu-microvm\""),
+        "{console}"
+    );
+    for absent in ["launched rng", "launched net"] {
+        assert!(!console.contains(absent), "{absent}:\n{console}");
+    }
+    let out = run(&mut s, "cat hello.txt");
+    assert!(has_line(&out, "hello before the crash"), "{out}");
+    let out = run(&mut s, "write m.txt over virtio-mmio");
+    assert!(has_line(&out, "wrote 17 bytes to m.txt"), "{out}");
+    let out = run(&mut s, "cat m.txt");
+    assert!(has_line(&out, "over virtio-mmio"), "{out}");
+    // Its interrupt is microvm's last transport's line on the second I/O APIC, and it came:
+    // the one-second fallback never had to look.
+    let ps = run(&mut s, "ps");
+    let pid = ps
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("blk"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{ps}"))
+        .to_owned();
+    let caps = run(&mut s, &format!("caps {pid}"));
+    assert!(
+        caps.contains("irq") && caps.contains("line 47 bit 0"),
+        "{caps}"
+    );
+    assert!(
+        caps.contains("mmio") && caps.contains("phys 0xfeb02000 pages 1"),
+        "{caps}"
+    );
+    assert!(!s.console().contains("no interrupt for"), "{}", s.console());
+}
+
+#[test]
+fn on_microvm_without_the_disk_the_block_server_says_so_and_answers() {
+    let mut s = Boot::new(image("brainix-kernel-microvm.elf"))
+        .machine("microvm")
+        .spawn();
+    s.expect(PROMPT, BOOT);
+    let out = run(&mut s, "ls");
+    assert!(
+        has_line(&out, "error: ls: the disk reported an error"),
+        "{out}"
+    );
+    assert!(
+        s.console().contains(
+            "[blk] no virtio-blk device in its virtio-mmio page; answering every request with io-error"
+        ),
+        "{}",
+        s.console()
+    );
+    assert!(!s.console().contains("died"), "{}", s.console());
+}

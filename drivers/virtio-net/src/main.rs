@@ -59,6 +59,9 @@ mod serve {
     pub fn run() -> ! {
         let transport = match brainix_virtio::transport(VIRTIO_NET) {
             Ok(t) => t,
+            Err(brainix_virtio::SetupError::NoMmioDevice) => {
+                brainix_virtio::serve_without_device("virtio-net")
+            }
             Err(e) => {
                 log!("cannot set up the device: {e}");
                 cap::exit(1)

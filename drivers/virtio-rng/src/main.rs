@@ -45,6 +45,9 @@ mod serve {
     pub fn run() -> ! {
         let mut transport = match brainix_virtio::transport(VIRTIO_ENTROPY) {
             Ok(t) => t,
+            Err(brainix_virtio::SetupError::NoMmioDevice) => {
+                brainix_virtio::serve_without_device("virtio-rng")
+            }
             Err(e) => {
                 log!("cannot set up the device: {e}");
                 cap::exit(1)

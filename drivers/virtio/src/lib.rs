@@ -76,6 +76,26 @@ pub fn wait_irq_forever() {
     wait_irq(FOREVER);
 }
 
+/// For a server whose virtio-mmio page holds no device of its type (a board that lists the
+/// device, a boot that did not attach it): says so once, then answers every request with
+/// `io-error`, so that clients get an answer instead of a server that keeps dying.
+pub fn serve_without_device(what: &str) -> ! {
+    log!("no {what} device in its virtio-mmio page; answering every request with io-error");
+    let endpoint = Endpoint(launch_handle(slots::ENDPOINT));
+    let mut msg = Message::new(0);
+    let mut reply = Message::new(Error::Io as u64);
+    reply.label = Error::Io as u64;
+    let mut received = endpoint.recv(&mut msg, FOREVER);
+    loop {
+        received = match received {
+            Ok(Received::Message { token, .. }) => {
+                endpoint.reply_recv(token, &reply, &mut msg, FOREVER)
+            }
+            _ => endpoint.recv(&mut msg, FOREVER),
+        };
+    }
+}
+
 /// Why the device's transport could not be built.
 #[derive(Debug)]
 pub enum SetupError {
@@ -85,8 +105,10 @@ pub enum SetupError {
     NoDevice,
     /// virtio-drivers refused the PCI function.
     Pci(virtio_drivers::transport::pci::VirtioPciError),
-    /// virtio-drivers refused the MMIO registers (or none in the page is the wanted device).
+    /// virtio-drivers refused the MMIO registers.
     Mmio,
+    /// No transport in the MMIO page holds a device of the wanted type.
+    NoMmioDevice,
 }
 
 impl core::fmt::Display for SetupError {
@@ -95,7 +117,10 @@ impl core::fmt::Display for SetupError {
             SetupError::NoDmaPool(e) => write!(f, "no DMA pool ({})", e.name()),
             SetupError::NoDevice => f.write_str("slot 5 holds neither a PCI function nor MMIO"),
             SetupError::Pci(e) => write!(f, "PCI transport: {e}"),
-            SetupError::Mmio => f.write_str("no virtio-mmio device of the wanted type in the page"),
+            SetupError::Mmio => f.write_str("virtio-drivers refused the virtio-mmio registers"),
+            SetupError::NoMmioDevice => {
+                f.write_str("no virtio-mmio device of the wanted type in the page")
+            }
         }
     }
 }
@@ -161,7 +186,7 @@ pub fn transport(device_id: u32) -> Result<SomeTransport<'static>, SetupError> {
                     .map(SomeTransport::from)
                     .map_err(|_| SetupError::Mmio);
             }
-            Err(SetupError::Mmio)
+            Err(SetupError::NoMmioDevice)
         }
         _ => Err(SetupError::NoDevice),
     }

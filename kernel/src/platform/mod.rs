@@ -18,8 +18,10 @@ use acpi::Acpi;
 use core::fmt;
 use pci::{Bar, Bdf, Function, Pci};
 
-/// Interrupt lines (global system interrupts) the kernel routes: the first I/O APIC's 24 inputs.
-pub const IRQ_LINES: u8 = 24;
+/// Interrupt lines (global system interrupts) the kernel routes: GSIs 0 to 47, the inputs of
+/// two 24-input I/O APICs (PC chipsets have one; QEMU's microvm a second for its virtio-mmio
+/// devices).
+pub const IRQ_LINES: u8 = 48;
 
 /// Everything discovered.
 #[derive(Clone, Copy, Debug)]
@@ -239,6 +241,25 @@ impl Platform {
             .find(|a| a.gsi_base == 0)
             .map_or(DEFAULT_IOAPIC, |a| a.addr)
     }
+
+    /// The I/O APIC serving `gsi` and its input number there, given each I/O APIC's number of
+    /// inputs (`pins`, read from the chip). Without a MADT, the PC default serves GSIs 0 to 23.
+    pub fn ioapic_for(&self, gsi: u8, pins: impl Fn(u64) -> u32) -> Option<(u64, u8)> {
+        let gsi = u32::from(gsi);
+        if self.acpi.ioapics().is_empty() {
+            return (gsi < 24).then_some((DEFAULT_IOAPIC, gsi as u8));
+        }
+        self.acpi.ioapics().iter().find_map(|a| {
+            let pin = gsi.checked_sub(a.gsi_base)?;
+            (pin < pins(a.addr).min(u32::from(IRQ_LINES))).then_some((a.addr, pin as u8))
+        })
+    }
+
+    /// Every I/O APIC's register page (the PC default without a MADT).
+    pub fn ioapic_pages(&self) -> impl Iterator<Item = u64> + '_ {
+        let default = self.acpi.ioapics().is_empty().then_some(DEFAULT_IOAPIC);
+        self.acpi.ioapics().iter().map(|a| a.addr).chain(default)
+    }
 }
 
 impl Default for Platform {
@@ -431,6 +452,28 @@ pub(crate) mod tests {
         );
         assert!(p.line_route(10).level);
         assert_eq!(p.ioapic(), 0xfec0_0000);
+        assert_eq!(p.ioapic_for(23, |_| 24), Some((0xfec0_0000, 23)));
+        assert_eq!(p.ioapic_for(24, |_| 24), None, "one I/O APIC of 24 inputs");
+        assert_eq!(
+            Platform::EMPTY.ioapic_for(5, |_| 0),
+            Some((DEFAULT_IOAPIC, 5))
+        );
+        let mut two = p;
+        two.acpi.ioapics[1] = acpi::IoApic {
+            id: 1,
+            addr: 0xfec1_0000,
+            gsi_base: 24,
+        };
+        two.acpi.ioapic_count = 2;
+        assert_eq!(two.ioapic_for(47, |_| 24), Some((0xfec1_0000, 23)));
+        assert_eq!(
+            two.ioapic_for(30, |a| if a == 0xfec1_0000 { 4 } else { 24 }),
+            None
+        );
+        assert_eq!(
+            two.ioapic_pages().collect::<Vec<_>>(),
+            [0xfec0_0000, 0xfec1_0000]
+        );
         let s = Summary(&p).to_string();
         assert!(
             s.contains("ioapic 0xfec00000 gsi 0") && s.contains("irq10->10/level"),

@@ -688,11 +688,11 @@ fn too_many_endpoints() {
 
 #[test]
 fn irq_lines_and_bits() {
-    let src = replace("line = 4, bit = 0", "line = 24, bit = 0");
+    let src = replace("line = 4, bit = 0", "line = 48, bit = 0");
     refused(
         &src,
-        line(&src, "line = 24"),
-        &["line = 24 is out of range", "expected 0 to 23"],
+        line(&src, "line = 48"),
+        &["line = 48 is out of range", "expected 0 to 47"],
     );
     let src = replace("line = 4, bit = 0", "line = 4, bit = 31");
     refused(

@@ -28,10 +28,9 @@ static LAPIC: AtomicU64 = AtomicU64::new(0);
 /// default). Set by [`route`] before the line is unmasked.
 static MODES: [AtomicU8; IRQ_LINES as usize] = [const { AtomicU8::new(0) }; IRQ_LINES as usize];
 
-/// Physical address of the I/O APIC serving GSIs 0 to 23: the MADT's, else the PC default. It
-/// must be the address the kernel's tables map in the MMIO window.
-pub fn ioapic_phys() -> u64 {
-    super::pci::platform().ioapic()
+/// Inputs of the I/O APIC at `phys` (its version register, bits 16 to 23, plus one).
+fn ioapic_pins(phys: u64) -> u32 {
+    (ioapic_read(phys, 1) >> 16 & 0xff) + 1
 }
 
 /// Physical address of the local APIC, from IA32_APIC_BASE.
@@ -54,12 +53,22 @@ fn lapic_write(offset: u64, value: u32) {
     unsafe { core::ptr::write_volatile(lapic_reg(offset), value) }
 }
 
-fn ioapic_write(reg: u32, value: u32) {
-    let base = (MMIO + ioapic_phys()) as *mut u32;
-    // SAFETY: `init` mapped the IOAPIC page uncached here; IOREGSEL is at +0, IOWIN at +0x10.
+fn ioapic_write(phys: u64, reg: u32, value: u32) {
+    let base = (MMIO + phys) as *mut u32;
+    // SAFETY: the boot path mapped every I/O APIC's page uncached in the MMIO window (the
+    // platform's `ioapic_pages`); IOREGSEL is at +0, IOWIN at +0x10.
     unsafe {
         core::ptr::write_volatile(base, reg);
         core::ptr::write_volatile(base.add(4), value);
+    }
+}
+
+fn ioapic_read(phys: u64, reg: u32) -> u32 {
+    let base = (MMIO + phys) as *mut u32;
+    // SAFETY: as for `ioapic_write`.
+    unsafe {
+        core::ptr::write_volatile(base, reg);
+        core::ptr::read_volatile(base.add(4))
     }
 }
 
@@ -75,13 +84,16 @@ pub fn set_line(line: u8, masked: bool) {
         return;
     };
     let mode = u32::from(mode.load(Ordering::Relaxed));
+    let Some((ioapic, pin)) = super::pci::platform().ioapic_for(line, ioapic_pins) else {
+        return;
+    };
     let apic_id = lapic_read(0x20) >> 24;
-    let reg = 0x10 + 2 * u32::from(line);
+    let reg = 0x10 + 2 * u32::from(pin);
     // Redirection entry: vector, fixed delivery, physical destination, polarity (bit 13),
     // trigger mode (bit 15), mask (bit 16).
     let entry = u32::from(IRQ_BASE + line) | (mode >> 1 & 1) << 13 | (mode & 1) << 15;
-    ioapic_write(reg + 1, apic_id << 24);
-    ioapic_write(reg, entry | u32::from(masked) << 16);
+    ioapic_write(ioapic, reg + 1, apic_id << 24);
+    ioapic_write(ioapic, reg, entry | u32::from(masked) << 16);
 }
 
 /// Sets how line `r.gsi` is triggered, leaving it masked until [`set_line`] unmasks it.
@@ -126,7 +138,7 @@ fn measure_with_pit(ms: u32) -> Option<u32> {
     Some(u32::MAX - lapic_read(0x390))
 }
 
-/// Maps nothing itself (the caller mapped [`lapic_phys`] and [`ioapic_phys`] into the MMIO
+/// Maps nothing itself (the caller mapped [`lapic_phys`] and every I/O APIC into the MMIO
 /// window); enables the LAPIC, masks every IOAPIC line, and starts the periodic timer at
 /// [`TICK_HZ`]. Returns the LAPIC timer counts per tick.
 pub fn init() -> u32 {

@@ -448,12 +448,13 @@ impl ArchSpaces {
         if overlaps(image.0, image.1) {
             return Err(());
         }
-        for page in [super::apic::lapic_phys(), super::apic::ioapic_phys()] {
+        let platform = super::pci::platform();
+        let lapic = super::apic::lapic_phys();
+        for page in platform.ioapic_pages().chain([lapic]) {
             if overlaps(page, page + SIZE_4K) {
                 return Err(());
             }
         }
-        let platform = super::pci::platform();
         if let Some(e) = platform.acpi.ecam
             && overlaps(
                 e.base,

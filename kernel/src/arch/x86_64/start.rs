@@ -282,16 +282,21 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
 
     let guards = stacks::guards();
     let mut tables = KernelTables::identity(pool);
-    let mut mmio = [0u64; 2 + crate::platform::pci::MAX_FUNCTIONS];
-    mmio[0] = super::apic::lapic_phys();
-    mmio[1] = super::apic::ioapic_phys();
-    let ecam = {
-        let mut pages = [0u64; crate::platform::pci::MAX_FUNCTIONS];
-        let n = super::pci::ecam_pages(&mut pages);
-        mmio[2..2 + n].copy_from_slice(&pages[..n]);
-        n
-    };
-    let mmio = &mmio[..2 + ecam];
+    // The local APIC, every I/O APIC, and the ECAM page of every PCI function found.
+    const MMIO_PAGES: usize =
+        1 + crate::platform::acpi::MAX_IOAPICS + crate::platform::pci::MAX_FUNCTIONS;
+    let mut mmio = [0u64; MMIO_PAGES];
+    let mut n = 0;
+    mmio[n] = super::apic::lapic_phys();
+    n += 1;
+    for page in super::pci::platform().ioapic_pages() {
+        mmio[n] = page;
+        n += 1;
+    }
+    let mut pages = [0u64; crate::platform::pci::MAX_FUNCTIONS];
+    let ecam = super::pci::ecam_pages(&mut pages);
+    mmio[n..n + ecam].copy_from_slice(&pages[..ecam]);
+    let mmio = &mmio[..n + ecam];
     let root = match paging::build(&mut tables, &image, &guards, ranges, mmio) {
         Ok(root) => root,
         Err(e) => {

@@ -60,15 +60,16 @@ pub fn frame() -> *mut TrapFrame {
 
 macro_rules! stubs {
     ($($v:literal),*) => {
-        /// Entry stubs and their vectors: exceptions 0 to 31, the timer (32), IOAPIC lines
-        /// 0 to 23 (33 to 56), and the spurious vector (255).
+        /// Entry stubs and their vectors: exceptions 0 to 31, the timer (32), interrupt
+        /// lines (GSIs) 0 to 47 (33 to 80), and the spurious vector (255).
         pub const STUBS: &[(u8, unsafe extern "C" fn() -> !)] = &[$(($v, stub::<$v>)),*];
     };
 }
 stubs!(
     0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
     26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49,
-    50, 51, 52, 53, 54, 55, 56, 255
+    50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73,
+    74, 75, 76, 77, 78, 79, 80, 255
 );
 
 /// The vectors for which the CPU pushes an error code.
