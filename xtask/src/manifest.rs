@@ -507,10 +507,8 @@ pub fn check(file: &Path, src: &str) -> Result<System, Errors> {
                 Cap::Device {
                     part: DevicePart::Irq { bit },
                     ..
-                } => {
-                    if !bits.insert(bit) {
-                        c.error(cap, format!("process {pname:?} uses notification bit {bit} twice; expected a distinct bit per IRQ"));
-                    }
+                } if !bits.insert(bit) => {
+                    c.error(cap, format!("process {pname:?} uses notification bit {bit} twice; expected a distinct bit per IRQ"));
                 }
                 Cap::Irq { line, bit } => {
                     if !lines.insert(line) {

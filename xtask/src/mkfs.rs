@@ -32,7 +32,6 @@ pub fn image(files: &[(String, Vec<u8>)], mib: u32) -> Result<Vec<u8>, String> {
         fs.write(name.as_bytes(), 0, data, true)
             .map_err(|e| format!("writing {name:?} into the image: {e}"))?;
     }
-    drop(fs);
     Ok(bytes)
 }
 

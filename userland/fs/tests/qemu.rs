@@ -95,7 +95,7 @@ fn files_written_reach_the_disk_and_survive_a_reboot() {
 fn larger_files_round_trip_through_every_block() {
     // 300 KiB of a pattern no two blocks share: a misplaced sector would show.
     let data: Vec<u8> = (0..300 * 1024u32)
-        .map(|i| (i ^ (i >> 12) * 31) as u8)
+        .map(|i| (i ^ ((i >> 12) * 31)) as u8)
         .collect();
     let d = disk("big.img", &[("big.bin", &data)], 4);
     let mut s = boot("q35", Some(&d.0));

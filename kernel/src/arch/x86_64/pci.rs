@@ -51,7 +51,10 @@ struct EcamAt {
 impl EcamAt {
     fn register(&self, bdf: Bdf, offset: u16) -> Option<*mut u32> {
         let bus = bdf.bus();
-        if bus < self.ecam.bus_start || bus > self.ecam.bus_end || offset % 4 != 0 || offset >= 4096
+        if bus < self.ecam.bus_start
+            || bus > self.ecam.bus_end
+            || !offset.is_multiple_of(4)
+            || offset >= 4096
         {
             return None;
         }
