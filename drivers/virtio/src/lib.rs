@@ -83,8 +83,7 @@ pub fn serve_without_device(what: &str) -> ! {
     log!("no {what} device in its virtio-mmio page; answering every request with io-error");
     let endpoint = Endpoint(launch_handle(slots::ENDPOINT));
     let mut msg = Message::new(0);
-    let mut reply = Message::new(Error::Io as u64);
-    reply.label = Error::Io as u64;
+    let reply = Message::new(Error::Io as u64);
     let mut received = endpoint.recv(&mut msg, FOREVER);
     loop {
         received = match received {

@@ -204,6 +204,12 @@ fn without_a_disk_the_block_server_is_not_launched_and_the_shell_says_so() {
         ),
         "{refusal}"
     );
+    // The supervisor does not pretend otherwise.
+    assert!(
+        console.contains("[init] supervising blk (pid ")
+            && console.contains(", not launched, restartable)"),
+        "{console}"
+    );
     let out = run(&mut s, "ls");
     assert!(
         has_line(

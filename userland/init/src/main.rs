@@ -108,10 +108,18 @@ impl Init {
                 Ok(info) => self.say(format_args!(
                     "supervising {} (pid {pid}, {}, {})",
                     process::name(&info),
-                    if info.state == brainix_abi::ProcessState::Stopped as u64 {
-                        "waiting to be started"
-                    } else {
-                        "launched"
+                    match info.state {
+                        s if s == brainix_abi::ProcessState::Stopped as u64 => {
+                            "waiting to be started"
+                        }
+                        // Never launched: the kernel refused (its device is not on the machine,
+                        // say) and said why.
+                        s if s == brainix_abi::ProcessState::Dead as u64
+                            && info.generation == 0 =>
+                        {
+                            "not launched"
+                        }
+                        _ => "launched",
                     },
                     if info.flags & brainix_abi::ProcessInfo::RESTARTABLE != 0 {
                         "restartable"
