@@ -8,8 +8,8 @@
 use core::cell::UnsafeCell;
 
 /// Bytes of the boot stack: the kernel's only stack, for the boot path and then every system
-/// call. The deepest use is building the `System` value (about 40 KiB with 24 processes) before
-/// it moves into its static; 256 KiB leaves room for that to double. An overflow hits the guard
+/// call. The deepest use is building the `System` value (about 86 KiB with 48 processes of 48
+/// capability slots) before it moves into its static; 256 KiB holds it twice with room. An overflow hits the guard
 /// page and is reported as a double fault.
 pub const BOOT_STACK_SIZE: usize = 256 * 1024;
 /// Bytes of each IST stack (double fault, NMI, machine check). Their handlers print and halt.
