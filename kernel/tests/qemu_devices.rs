@@ -112,3 +112,36 @@ fn a_driver_is_refused_everything_beyond_its_own_device() {
         "still here"
     ));
 }
+
+/// Free frames, from `mem`.
+fn free_frames(s: &mut Session) -> u64 {
+    let out = s.command("mem", PROMPT, REPLY);
+    out.lines()
+        .find_map(|l| l.strip_prefix("frames: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no frame count:\n{out}"))
+}
+
+#[test]
+fn a_dead_process_s_dma_pool_goes_to_nobody_else_and_comes_back_to_it() {
+    let mut s = boot("brainix-kernel-test.elf", "q35");
+    let before = free_frames(&mut s);
+    let mut phys = Vec::new();
+    for run in 0..2 {
+        let from = s.console().len();
+        s.command("start region-probe", PROMPT, REPLY);
+        let line = s.wait_for_line(from, "REGION dma ", REPLY);
+        assert!(line.ends_with("len=16384 pattern=ok"), "{line}");
+        phys.push(line.split_whitespace().nth(3).unwrap().to_owned());
+        // It dies writing its read-only MMIO mapping.
+        s.wait_for_line(from, "brainix: FAULT: region-probe", REPLY);
+        // Its four DMA frames stay out of the pool: a device it programmed could still write
+        // them. Everything else it had came back, and a second run took no more.
+        assert_eq!(free_frames(&mut s), before - 4, "after run {run}");
+    }
+    assert_eq!(
+        phys[0], phys[1],
+        "the relaunched process gets its own pool back"
+    );
+}

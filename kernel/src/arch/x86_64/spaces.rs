@@ -26,11 +26,17 @@ use brainix_abi::layout::STACK_TOP;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-/// The frames of one process, so teardown can return every one of them.
+/// The frames of one process, so teardown can return every one of them but its DMA pools.
 pub struct FrameList {
     frames: [u64; MAX_PROCESS_PAGES],
     count: usize,
     root: u64,
+    /// The DMA pool of each capability slot: first frame and pages (0 for none). These frames
+    /// stay the process's across its deaths: a device its dead server programmed may still
+    /// write them (there is no IOMMU, and a virtio-mmio device has no bus-master switch), so
+    /// they must go to nobody else. The next launch of the same process gets them again,
+    /// zeroed.
+    dma: [(u64, u32); crate::cap::CAPS_PER_PROCESS],
 }
 
 impl FrameList {
@@ -38,7 +44,15 @@ impl FrameList {
         frames: [0; MAX_PROCESS_PAGES],
         count: 0,
         root: 0,
+        dma: [(0, 0); crate::cap::CAPS_PER_PROCESS],
     };
+
+    /// Whether `frame` belongs to one of the process's DMA pools.
+    fn in_dma_pool(&self, frame: u64) -> bool {
+        self.dma
+            .iter()
+            .any(|&(first, pages)| (first..first + u64::from(pages) * SIZE_4K).contains(&frame))
+    }
 }
 
 /// The kernel's side of every process address space.
@@ -117,6 +131,35 @@ impl Builder<'_> {
 }
 
 impl Builder<'_> {
+    /// The process's DMA pool for `slot` of `pages` pages: the frames it kept from its last run
+    /// when there are such (charged again and zeroed), else new contiguous ones.
+    fn dma_pool(&mut self, slot: usize, pages: u32) -> Result<u64, LaunchError> {
+        let (kept, kept_pages) = self.list.dma[slot];
+        if kept != 0 && kept_pages == pages {
+            if self.list.count + pages as usize > self.budget.min(MAX_PROCESS_PAGES) {
+                return Err(LaunchError::OverBudget {
+                    needed: (self.list.count + pages as usize) as u64,
+                    budget: self.budget as u64,
+                });
+            }
+            for i in 0..u64::from(pages) {
+                self.charge(kept + i * SIZE_4K);
+            }
+            return Ok(kept);
+        }
+        // A pool of another size (the manifest cannot change, so this is only defence): the
+        // old frames go back before new ones are taken.
+        for i in 0..u64::from(kept_pages) {
+            if let Some(f) = Frame::at(kept + i * SIZE_4K) {
+                let _ = self.pool.free(f);
+            }
+        }
+        self.list.dma[slot] = (0, 0);
+        let first = self.contiguous(pages as usize)?;
+        self.list.dma[slot] = (first, pages);
+        Ok(first)
+    }
+
     /// `count` physically contiguous frames, zeroed and charged to the process. Returns the
     /// first.
     fn contiguous(&mut self, count: usize) -> Result<u64, LaunchError> {
@@ -381,7 +424,7 @@ impl ArchSpaces {
                     if u64::from(pages) * SIZE_4K > brainix_abi::layout::REGION_STRIDE {
                         return Err(LaunchError::BadRegion { slot, phys: 0 });
                     }
-                    let first = b.contiguous(pages as usize)?;
+                    let first = b.dma_pool(slot, pages)?;
                     dma[slot] = first;
                     (first, pages, true)
                 }
@@ -555,6 +598,10 @@ impl Spaces for ArchSpaces {
     fn teardown(&mut self, pid: u16) {
         let list = &mut self.lists[usize::from(pid)];
         for &frame in &list.frames[..list.count] {
+            // INV-MEM: a DMA pool stays reserved for its process (see `FrameList::dma`).
+            if list.in_dma_pool(frame) {
+                continue;
+            }
             if let Some(f) = Frame::at(frame) {
                 // Every frame in the list came from the pool; a refusal would mean corruption,
                 // which the pool reports rather than hides.
