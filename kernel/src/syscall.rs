@@ -368,22 +368,7 @@ impl<S: Spaces, M: Machine> System<S, M> {
             .ok()
             .and_then(|s| self.procs[t].caps.slot(s))
             .ok_or(Error::OutOfRange)?;
-        let info = match cap {
-            Some(c) => {
-                let (a, b) = describe(&c.object);
-                CapInfo {
-                    kind: c.object.kind() as u64,
-                    rights: c.rights,
-                    a,
-                    b,
-                    generation: u64::from(generation),
-                }
-            }
-            None => CapInfo {
-                generation: u64::from(generation),
-                ..CapInfo::default()
-            },
-        };
+        let info = cap_info(cap.as_ref(), generation);
         self.write_record(pid, buf, &info)
     }
 
@@ -422,14 +407,7 @@ impl<S: Spaces, M: Machine> System<S, M> {
                     }
                     _ => crate::cap::Cap::from_spec(spec, 0, 0),
                 };
-                let (a, b) = describe(&cap.object);
-                CapInfo {
-                    kind: cap.object.kind() as u64,
-                    rights: cap.rights,
-                    a,
-                    b,
-                    generation: 0,
-                }
+                cap_info(Some(&cap), 0)
             }
             None => CapInfo::default(),
         };
@@ -518,6 +496,28 @@ impl<S: Spaces, M: Machine> System<S, M> {
         let text = core::str::from_utf8(&detail[..len]).unwrap_or("?");
         self.report_result(id, pass, text);
         Ok([0; 4])
+    }
+}
+
+/// A slot as the audit calls report it: empty (`kind` 0) or the capability's type, rights and
+/// the two numbers [`describe`] gives, with the slot's generation.
+fn cap_info(cap: Option<&crate::cap::Cap>, generation: u32) -> CapInfo {
+    let generation = u64::from(generation);
+    match cap {
+        Some(c) => {
+            let (a, b) = describe(&c.object);
+            CapInfo {
+                kind: c.object.kind() as u64,
+                rights: c.rights,
+                a,
+                b,
+                generation,
+            }
+        }
+        None => CapInfo {
+            generation,
+            ..CapInfo::default()
+        },
     }
 }
 
