@@ -2,13 +2,16 @@
 //! flags, collect the serial output and the exit status, and always reap QEMU.
 //!
 //! Plain `std` on purpose: the kernel's tests need no async runtime, and a dependency here would
-//! be a dependency of every crate that tests under QEMU.
+//! be a dependency of every crate that tests under QEMU. The one exception is `libc`, for the
+//! file-descriptor passing that reading a software TPM's PCRs needs ([`uefi::Swtpm`]).
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+pub mod uefi;
 
 /// The directory holding the built images: `BRAINIX_IMAGE_DIR`, else `<workspace>/target/brainix`.
 pub fn image_dir() -> PathBuf {
@@ -42,6 +45,22 @@ pub struct Boot {
     debug_exit: bool,
     timeout: Duration,
     extra: Vec<String>,
+    firmware: Firmware,
+}
+
+/// How the machine starts the kernel.
+#[derive(Clone, Debug)]
+enum Firmware {
+    /// QEMU loads the ELF itself (`-kernel`, PVH).
+    Pvh,
+    /// OVMF, with its variable store copied to `vars`, booting from a disk image or over PXE,
+    /// with or without a TPM.
+    Uefi {
+        vars: PathBuf,
+        disk: Option<PathBuf>,
+        pxe: Option<(PathBuf, String)>,
+        tpm: Option<PathBuf>,
+    },
 }
 
 /// What a boot left behind.
@@ -71,7 +90,55 @@ impl Boot {
             debug_exit: true,
             timeout: Duration::from_secs(30),
             extra: Vec::new(),
+            firmware: Firmware::Pvh,
         }
+    }
+
+    /// A UEFI boot on q35 (`-cpu max`, 256 MiB) with OVMF and nothing to boot yet: add a
+    /// [`Boot::boot_disk`] or [`Boot::pxe`]. OVMF's variable store is copied into `scratch`,
+    /// which must outlive the boot. The kernel command line comes from the boot medium, not from
+    /// [`Boot::append`].
+    pub fn uefi(scratch: &Path) -> Boot {
+        uefi::require_ovmf();
+        let vars = scratch.join("ovmf-vars.fd");
+        std::fs::copy(uefi::OVMF_VARS, &vars)
+            .unwrap_or_else(|e| panic!("copying {} to {}: {e}", uefi::OVMF_VARS, vars.display()));
+        Boot {
+            memory: "256M".into(),
+            timeout: Duration::from_secs(90),
+            firmware: Firmware::Uefi {
+                vars,
+                disk: None,
+                pxe: None,
+                tpm: None,
+            },
+            ..Boot::new(PathBuf::new())
+        }
+    }
+
+    /// UEFI: boot from this raw disk image (read-only, virtio); the firmware finds the loader
+    /// on its EFI system partition.
+    pub fn boot_disk(mut self, image: &Path) -> Boot {
+        if let Firmware::Uefi { disk, .. } = &mut self.firmware {
+            *disk = Some(image.to_path_buf());
+        }
+        self
+    }
+
+    /// UEFI: boot over PXE from QEMU's TFTP server serving `dir`, DHCP boot file `bootfile`.
+    pub fn pxe(mut self, dir: &Path, bootfile: &str) -> Boot {
+        if let Firmware::Uefi { pxe, .. } = &mut self.firmware {
+            *pxe = Some((dir.to_path_buf(), bootfile.to_owned()));
+        }
+        self
+    }
+
+    /// UEFI: a TPM 2.0 on TIS backed by `tpm`.
+    pub fn tpm(mut self, tpm: &uefi::Swtpm) -> Boot {
+        if let Firmware::Uefi { tpm: t, .. } = &mut self.firmware {
+            *t = Some(tpm.socket());
+        }
+        self
     }
 
     /// More QEMU arguments, after the harness's own (devices, drives, netdevs).
@@ -149,11 +216,51 @@ impl Boot {
             "none",
             "-serial",
             "stdio",
-        ])
-        .arg("-kernel")
-        .arg(&self.image)
-        .args(["-append", append.trim_end()])
-        .args(&self.extra);
+        ]);
+        match &self.firmware {
+            Firmware::Pvh => {
+                cmd.arg("-kernel")
+                    .arg(&self.image)
+                    .args(["-append", append.trim_end()]);
+            }
+            Firmware::Uefi {
+                vars,
+                disk,
+                pxe,
+                tpm,
+            } => {
+                let drive = |kind: &str, path: &Path| format!("{kind}file={}", path.display());
+                cmd.arg("-drive").arg(drive(
+                    "if=pflash,format=raw,unit=0,readonly=on,",
+                    Path::new(uefi::OVMF_CODE),
+                ));
+                cmd.arg("-drive")
+                    .arg(drive("if=pflash,format=raw,unit=1,", vars));
+                if let Some(disk) = disk {
+                    cmd.arg("-drive")
+                        .arg(drive("if=virtio,format=raw,readonly=on,", disk));
+                }
+                if let Some((dir, bootfile)) = pxe {
+                    cmd.arg("-netdev").arg(format!(
+                        "user,id=net0,tftp={},bootfile={bootfile}",
+                        dir.display()
+                    ));
+                    // OVMF's own virtio-net driver and PXE stack, not QEMU's iPXE option ROM.
+                    cmd.args(["-device", "virtio-net-pci,netdev=net0,romfile="]);
+                }
+                if let Some(socket) = tpm {
+                    cmd.arg("-chardev")
+                        .arg(format!("socket,id=chrtpm,path={}", socket.display()));
+                    cmd.args([
+                        "-tpmdev",
+                        "emulator,id=tpm0,chardev=chrtpm",
+                        "-device",
+                        "tpm-tis,tpmdev=tpm0",
+                    ]);
+                }
+            }
+        }
+        cmd.args(&self.extra);
         cmd
     }
 
@@ -312,6 +419,12 @@ impl Session {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Kills QEMU and waits for it to be gone (a TPM it used can then be read).
+    pub fn kill(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
     }
 
     /// Everything the console printed so far.

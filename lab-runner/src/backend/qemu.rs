@@ -268,8 +268,9 @@ impl Drop for Machine {
     }
 }
 
-/// OVMF boots the UEFI loader from a FAT directory: `EFI/BOOT/BOOTX64.EFI`, with the kernel and
-/// its command line next to it (the loader contract of the measured-boot issue).
+/// OVMF boots the UEFI loader from a FAT directory: `EFI/BOOT/BOOTX64.EFI`, with the kernel, its
+/// signature and its command line next to it (`kernel.elf`, `kernel.sig`, `cmdline.txt`: the
+/// names in `brainix_loader::media`).
 fn prepare_esp(q: &QemuBoard, image: &Path, cmdline: &str, work: &Path) -> Result<(), QemuError> {
     let prep = |path: &Path, r: std::io::Result<()>| {
         r.map_err(|e| QemuError::Prepare {
@@ -298,6 +299,16 @@ fn prepare_esp(q: &QemuBoard, image: &Path, cmdline: &str, work: &Path) -> Resul
         &esp,
         std::fs::copy(image, esp.join("kernel.elf")).map(|_| ()),
     )?;
+    // The loader refuses a kernel without its signature (`<image>.sig`, written by the build).
+    let mut sig = image.as_os_str().to_owned();
+    sig.push(".sig");
+    let sig = PathBuf::from(sig);
+    if sig.is_file() {
+        prep(
+            &sig,
+            std::fs::copy(&sig, esp.join("kernel.sig")).map(|_| ()),
+        )?;
+    }
     prep(&esp, std::fs::write(esp.join("cmdline.txt"), cmdline))
 }
 
