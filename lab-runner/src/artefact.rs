@@ -312,6 +312,7 @@ fn fixed_layout(data: &[u8]) -> Verdict {
 pub const KEY_MARKERS: &[(&str, &[u8])] = &[
     ("a PEM private key", b"PRIVATE KEY-----"),
     ("an OpenSSH private key", b"openssh-key-v1\0"),
+    ("a BraiNIX signing key file", b"brainix-ed25519-secret:"),
     (
         "a PKCS#8 Ed25519 private key",
         &[

@@ -1,6 +1,6 @@
-//! The measured-boot board's wiring: OVMF in pflash plus a per-boot swtpm. Its kernel checks are
-//! SKIP until the UEFI loader exists, so this test proves the part that exists: QEMU accepts the
-//! board's firmware and TPM arguments, and stopping the machine reaps both QEMU and swtpm.
+//! The measured-boot board's wiring: OVMF in pflash plus a per-boot swtpm. This test proves the
+//! runner's side of it: QEMU accepts the board's firmware and TPM arguments, and stopping the
+//! machine reaps both QEMU and swtpm. Booting through the loader is the matrix test's.
 
 mod common;
 
