@@ -221,6 +221,55 @@ fn multiboot_header(data: &[u8]) -> Verdict {
     ))
 }
 
+/// The public key file the build writes beside the images.
+pub const PUBLIC_KEY_FILE: &str = "brainix-signing-key.pub";
+
+/// Runs analysis `name` on the image at `path` (already read into `data`): the analyses that need
+/// files beside the image are answered here, the others by [`analyse`].
+pub fn analyse_file(name: &str, path: &std::path::Path, data: &[u8]) -> Verdict {
+    match name {
+        "ed25519-signature" => signature(path, data),
+        _ => analyse(name, data),
+    }
+}
+
+/// INV-BOOT: `<image>.sig` is a valid Ed25519 signature of the image by the key in
+/// `brainix-signing-key.pub` beside it, checked exactly as the loader checks it (its own code,
+/// `verify_strict`).
+fn signature(path: &std::path::Path, data: &[u8]) -> Verdict {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut sig_path = path.as_os_str().to_owned();
+    sig_path.push(".sig");
+    let sig = match std::fs::read(&sig_path) {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(format!(
+                "no signature {}: {e}",
+                std::path::Path::new(&sig_path).display()
+            ));
+        }
+    };
+    let key = match std::fs::read_to_string(dir.join(PUBLIC_KEY_FILE)) {
+        Ok(k) => k,
+        Err(e) => return fail(format!("no public key {PUBLIC_KEY_FILE}: {e}")),
+    };
+    let key = match brainix_loader::keys::parse_public(&key) {
+        Ok(k) => k,
+        Err(e) => return fail(format!("{PUBLIC_KEY_FILE}: {e}")),
+    };
+    use brainix_loader::signature::{Domain, verify};
+    match verify(&key, Domain::KernelImage, data, &sig) {
+        Ok(()) => pass(format!(
+            "signed by {} (verify_strict over the image's SHA-256 in the kernel-image domain)",
+            brainix_loader::signature::fingerprint(&key)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )),
+        Err(e) => fail(format!("signature refused: {e}")),
+    }
+}
+
 /// ELF64, little endian, version 1: the start of every program image the kernel embeds.
 const ELF64_LE: &[u8] = b"\x7fELF\x02\x01\x01";
 
@@ -547,6 +596,44 @@ mod tests {
         let mut dynamic = dynamic;
         dynamic[24..32].copy_from_slice(&0x10_0000u64.to_le_bytes());
         assert!(!analyse("elf-fixed-layout", &dynamic).pass);
+    }
+
+    #[test]
+    fn a_signature_passes_only_for_this_image_and_the_published_key() {
+        use brainix_loader::signature::{Domain, sign};
+        let dir = tempfile::tempdir().unwrap();
+        let img = build(&[seg(PT_LOAD, object::elf::PF_R | object::elf::PF_X)], &[]);
+        let path = dir.path().join("k.elf");
+        std::fs::write(&path, &img).unwrap();
+        let secret = [7u8; 32];
+        let public = brainix_loader::signature::public_key(&secret);
+        std::fs::write(
+            dir.path().join(PUBLIC_KEY_FILE),
+            brainix_loader::keys::format_public(&public),
+        )
+        .unwrap();
+        let sig = dir.path().join("k.elf.sig");
+        assert!(
+            analyse_file("ed25519-signature", &path, &img)
+                .detail
+                .contains("no signature")
+        );
+        std::fs::write(&sig, sign(&secret, Domain::KernelImage, &img)).unwrap();
+        let v = analyse_file("ed25519-signature", &path, &img);
+        assert!(v.pass, "{v:?}");
+        let mut flipped = img.clone();
+        flipped[100] ^= 1;
+        assert!(!analyse_file("ed25519-signature", &path, &flipped).pass);
+        std::fs::write(&sig, sign(&[8u8; 32], Domain::KernelImage, &img)).unwrap();
+        assert!(
+            !analyse_file("ed25519-signature", &path, &img).pass,
+            "wrong key"
+        );
+        std::fs::write(&sig, sign(&secret, Domain::ReleaseManifest, &img)).unwrap();
+        assert!(
+            !analyse_file("ed25519-signature", &path, &img).pass,
+            "wrong domain"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod artefact;
 pub mod backend;
 pub mod board;
 pub mod console_log;
+pub mod measure;
 pub mod plan;
 pub mod protocol;
 pub mod report;

@@ -52,6 +52,7 @@ pub const ANALYSES: &[&str] = &[
     "elf-embedded-wx",
     "elf-fixed-layout",
     "no-private-keys",
+    "ed25519-signature",
 ];
 
 /// Why a plan or the feature registry could not be loaded.
@@ -96,6 +97,9 @@ pub enum CheckKind {
     Console,
     /// A test program in the image; it reports through a `RESULT` frame.
     Program,
+    /// The PCRs the boot left in the board's TPM, read by the runner from the host after the
+    /// machine stopped, against what the published release and this boot predict.
+    Pcr,
 }
 
 /// Which image a check boots.
@@ -167,6 +171,8 @@ pub struct Check {
     pub command: Option<String>,
     /// program: the test program's name in the image.
     pub program: Option<String>,
+    /// pcr: which PCRs of the SHA-256 bank (1 to 8 of 0..=23).
+    pub pcrs: Option<Vec<u32>>,
 }
 
 fn default_timeout() -> f64 {
@@ -370,6 +376,7 @@ fn validate_check(i: usize, c: &Check, features: &FeatureRegistry, f: &mut Findi
         ("analysis", c.analysis.is_some()),
         ("command", c.command.is_some()),
         ("program", c.program.is_some()),
+        ("pcrs", c.pcrs.is_some()),
     ];
     let (allowed, required): (&[&str], &[&str]) = match c.kind {
         CheckKind::Frame => (&["result"], &[]),
@@ -378,7 +385,17 @@ fn validate_check(i: usize, c: &Check, features: &FeatureRegistry, f: &mut Findi
         CheckKind::Static => (&["analysis"], &["analysis"]),
         CheckKind::Console => (&["command", "result"], &["command"]),
         CheckKind::Program => (&["program", "result"], &["program"]),
+        CheckKind::Pcr => (&["pcrs"], &["pcrs"]),
     };
+    if let Some(p) = &c.pcrs
+        && (p.is_empty() || p.len() > 8 || p.iter().any(|n| *n > 23))
+    {
+        f.add(
+            &at("pcrs"),
+            format!("PCR list {p:?}"),
+            "1 to 8 PCR numbers from 0 to 23 (one TPM2_PCR_Read)",
+        );
+    }
     let kind = serde_json::to_string(&c.kind).unwrap_or_default();
     for (key, is_set) in &set {
         if *is_set && !allowed.contains(key) {

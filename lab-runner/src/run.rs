@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::artefact;
 use crate::backend::{physical, qemu};
-use crate::board::{Board, BoardKind, ImageMethod, Outcome};
+use crate::board::{Board, BoardKind, ImageMethod, Outcome, Tpm};
 use crate::console_log::ConsoleLog;
 use crate::plan::{Check, CheckKind, FeatureRegistry, ImageKind, Plan};
 use crate::protocol::{ExitMeaning, Nonce};
@@ -196,7 +196,7 @@ fn plan_board(
                     let analysis = check.analysis.as_deref().unwrap_or("");
                     let (state, reason) = match read_image(&image) {
                         Ok(data) => {
-                            let v = artefact::analyse(analysis, &data);
+                            let v = artefact::analyse_file(analysis, &image, &data);
                             (
                                 if v.pass { State::Pass } else { State::Fail },
                                 format!("{}: {}", kind.file_name(), v.detail),
@@ -207,10 +207,23 @@ fn plan_board(
                     done.push(result(board, &pc, state, reason));
                     continue;
                 }
+                CheckKind::Pcr if !board.qemu.as_ref().is_some_and(|q| q.tpm != Tpm::None) => {
+                    done.push(result(
+                        board,
+                        &pc,
+                        State::Skip,
+                        format!(
+                            "board `{}` has no TPM the runner can read (a QEMU board with swtpm)",
+                            board.name
+                        ),
+                    ));
+                    continue;
+                }
                 CheckKind::Frame
                 | CheckKind::Program
                 | CheckKind::Console
                 | CheckKind::BootReport
+                | CheckKind::Pcr
                     if refuse =>
                 {
                     done.push(result(board, &pc, State::Skip, format!("board `{}` expects the kernel to refuse to boot; only its exit check applies", board.name)));
@@ -640,7 +653,28 @@ async fn boot_once(
                         &mut log,
                     )
                     .await;
-                    record.backend_stderr = machine.stop().await;
+                    let wanted: BTreeSet<u32> = group
+                        .checks
+                        .iter()
+                        .filter_map(|c| c.check.pcrs.as_ref())
+                        .flatten()
+                        .copied()
+                        .collect();
+                    let wanted: Vec<u32> = wanted.into_iter().collect();
+                    let (stderr, read) = machine.stop_reading_pcrs(&wanted).await;
+                    record.backend_stderr = stderr;
+                    let mut obs = obs;
+                    if let Some(read) = read {
+                        obs.pcrs = wanted
+                            .iter()
+                            .enumerate()
+                            .map(|(i, &n)| (n, read.as_ref().map(|v| v[i]).map_err(Clone::clone)))
+                            .collect();
+                        obs.pcr_predictions = wanted
+                            .iter()
+                            .map(|&n| (n, crate::measure::predict(n, &image, &line)))
+                            .collect();
+                    }
                     Ok(obs)
                 }
                 Err(e) => Err(e.to_string()),
@@ -810,6 +844,7 @@ pub fn evaluate(board: &Board, check: &Check, obs: &Observation) -> (State, Stri
             (State::Miss, reason, obs.tail.clone())
         }
         CheckKind::BootReport => evaluate_boot_report(check, obs),
+        CheckKind::Pcr => crate::measure::evaluate(check, obs),
         CheckKind::Exit => evaluate_exit(board, check, obs),
         CheckKind::Static => (
             State::Error,
@@ -1029,6 +1064,8 @@ mod tests {
             report_evidence: vec![],
             tail: vec![],
             typed: None,
+            pcrs: BTreeMap::new(),
+            pcr_predictions: BTreeMap::new(),
             watched,
         }
     }
@@ -1052,6 +1089,7 @@ mod tests {
             analysis: None,
             command: None,
             program: None,
+            pcrs: None,
         }
     }
 

@@ -157,6 +157,11 @@ pub struct Observation {
     pub watched: Vec<(u64, String)>,
     /// What was typed, when the boot had a script.
     pub typed: Option<Typed>,
+    /// PCRs read from the board's TPM after the machine stopped, by number, or why they could
+    /// not be read (filled by the backend; empty when no check asked).
+    pub pcrs: BTreeMap<u32, Result<[u8; 32], String>>,
+    /// What each of those PCRs must hold after this boot, or why no prediction exists.
+    pub pcr_predictions: BTreeMap<u32, Result<[u8; 32], String>>,
 }
 
 /// Runs one boot's console to its end. `exit` resolves when the machine exits (never, for
@@ -388,6 +393,8 @@ where
         tail: log.tail(),
         watched,
         typed: typist.map(|t| t.typed),
+        pcrs: BTreeMap::new(),
+        pcr_predictions: BTreeMap::new(),
     }
 }
 

@@ -309,3 +309,62 @@ requires = ["userspace", "test-programs"]
     assert_eq!(state, State::Miss, "{reason}");
     assert!(reason.contains("announced but never reported"), "{reason}");
 }
+
+#[test]
+fn a_kernel_changed_after_release_is_refused_by_the_loader_and_fails_measured_and_signed() {
+    // The published images, with one byte of the kernel flipped after signing.
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for f in [
+        "brainix-kernel.elf",
+        "brainix-kernel.elf.sig",
+        "brainix-loader.efi",
+        "brainix-release.json",
+        "brainix-signing-key.pub",
+        "brainix-kernel-test.elf",
+        "brainix-kernel-multiboot.elf",
+    ] {
+        std::fs::copy(common::image_dir().join(f), images.join(f)).unwrap();
+    }
+    let kernel = images.join("brainix-kernel.elf");
+    let mut bytes = std::fs::read(&kernel).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&kernel, bytes).unwrap();
+    let out = tmp.path().join("out");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lab-runner"))
+        .args([
+            "run",
+            "--board",
+            "qemu-q35-uefi-tpm",
+            "--plan",
+            "inv-boot",
+            "--quiet",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .arg("--image-dir")
+        .arg(&images)
+        .current_dir(common::workspace())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let report =
+        lab_runner::report::json::parse(&std::fs::read_to_string(out.join("report.json")).unwrap())
+            .unwrap();
+    let state = |id: &str| {
+        let r = report.results.iter().find(|r| r.check == id).unwrap();
+        (r.state, r.reason.clone())
+    };
+    let (s, reason) = state("boot.signed-release");
+    assert_eq!(s, State::Fail, "{reason}");
+    assert!(reason.contains("signature refused"), "{reason}");
+    let (s, reason) = state("boot.measured");
+    assert_eq!(s, State::Fail, "{reason}");
+    assert!(reason.contains("not the image"), "{reason}");
+    // The loader refused before the kernel ran: no kernel result can exist, none is a PASS.
+    let (s, reason) = state("boot.cpu-required");
+    assert_eq!(s, State::Miss, "{reason}");
+    assert!(reason.contains("refused by the loader"), "{reason}");
+}

@@ -104,42 +104,47 @@ impl Swtpm {
     /// Reads SHA-256 PCRs (at most eight) from the TPM. Call it after QEMU has exited or been
     /// killed: swtpm serves one control connection at a time.
     pub fn read_pcrs(&self, pcrs: &[u32]) -> Result<Vec<[u8; 32]>, String> {
-        if pcrs.is_empty() || pcrs.len() > 8 || pcrs.iter().any(|p| *p > 23) {
-            return Err(format!("cannot read PCRs {pcrs:?} in one command"));
-        }
-        let ctrl = UnixStream::connect(self.socket())
-            .map_err(|e| format!("connecting to swtpm's control socket: {e}"))?;
-        ctrl.set_read_timeout(Some(Duration::from_secs(5))).ok();
-        let (ours, theirs) =
-            UnixStream::pair().map_err(|e| format!("making a data channel: {e}"))?;
-        ours.set_read_timeout(Some(Duration::from_secs(5))).ok();
-        // CMD_SET_DATAFD (16), with the data channel's other end attached.
-        send_fd(&ctrl, &16u32.to_be_bytes(), theirs.as_raw_fd())
-            .map_err(|e| format!("passing swtpm a data channel: {e}"))?;
-        drop(theirs);
-        let mut result = [0u8; 4];
-        (&ctrl)
-            .read_exact(&mut result)
-            .map_err(|e| format!("swtpm did not answer CMD_SET_DATAFD: {e}"))?;
-        if result != [0; 4] {
-            return Err(format!("swtpm refused CMD_SET_DATAFD: {result:02x?}"));
-        }
-        let mut ours = ours;
-        ours.write_all(&pcr_read_command(pcrs))
-            .map_err(|e| format!("sending TPM2_PCR_Read: {e}"))?;
-        let mut head = [0u8; 10];
-        ours.read_exact(&mut head)
-            .map_err(|e| format!("reading the TPM's answer: {e}"))?;
-        let size = u32::from_be_bytes(head[2..6].try_into().unwrap()) as usize;
-        let rc = u32::from_be_bytes(head[6..10].try_into().unwrap());
-        if rc != 0 || !(10..=4096).contains(&size) {
-            return Err(format!("TPM2_PCR_Read failed: rc {rc:#x}, {size} bytes"));
-        }
-        let mut body = vec![0u8; size - 10];
-        ours.read_exact(&mut body)
-            .map_err(|e| format!("reading the TPM's answer: {e}"))?;
-        parse_pcr_read(&body, pcrs.len())
+        read_pcrs(&self.socket(), pcrs)
     }
+}
+
+/// Reads SHA-256 PCRs (at most eight) from the swtpm whose control socket is `socket`, once no
+/// QEMU holds it (swtpm serves one control connection at a time). lab-runner uses this too.
+pub fn read_pcrs(socket: &Path, pcrs: &[u32]) -> Result<Vec<[u8; 32]>, String> {
+    if pcrs.is_empty() || pcrs.len() > 8 || pcrs.iter().any(|p| *p > 23) {
+        return Err(format!("cannot read PCRs {pcrs:?} in one command"));
+    }
+    let ctrl = UnixStream::connect(socket)
+        .map_err(|e| format!("connecting to swtpm's control socket: {e}"))?;
+    ctrl.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let (ours, theirs) = UnixStream::pair().map_err(|e| format!("making a data channel: {e}"))?;
+    ours.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    // CMD_SET_DATAFD (16), with the data channel's other end attached.
+    send_fd(&ctrl, &16u32.to_be_bytes(), theirs.as_raw_fd())
+        .map_err(|e| format!("passing swtpm a data channel: {e}"))?;
+    drop(theirs);
+    let mut result = [0u8; 4];
+    (&ctrl)
+        .read_exact(&mut result)
+        .map_err(|e| format!("swtpm did not answer CMD_SET_DATAFD: {e}"))?;
+    if result != [0; 4] {
+        return Err(format!("swtpm refused CMD_SET_DATAFD: {result:02x?}"));
+    }
+    let mut ours = ours;
+    ours.write_all(&pcr_read_command(pcrs))
+        .map_err(|e| format!("sending TPM2_PCR_Read: {e}"))?;
+    let mut head = [0u8; 10];
+    ours.read_exact(&mut head)
+        .map_err(|e| format!("reading the TPM's answer: {e}"))?;
+    let size = u32::from_be_bytes(head[2..6].try_into().unwrap()) as usize;
+    let rc = u32::from_be_bytes(head[6..10].try_into().unwrap());
+    if rc != 0 || !(10..=4096).contains(&size) {
+        return Err(format!("TPM2_PCR_Read failed: rc {rc:#x}, {size} bytes"));
+    }
+    let mut body = vec![0u8; size - 10];
+    ours.read_exact(&mut body)
+        .map_err(|e| format!("reading the TPM's answer: {e}"))?;
+    parse_pcr_read(&body, pcrs.len())
 }
 
 impl Drop for Swtpm {

@@ -233,8 +233,32 @@ impl Machine {
     }
 
     /// Kills QEMU and swtpm, reaps them, and returns what QEMU wrote to stderr.
-    pub async fn stop(mut self) -> String {
+    pub async fn stop(self) -> String {
+        self.stop_reading_pcrs(&[]).await.0
+    }
+
+    /// Like [`Machine::stop`], but first, once QEMU is gone and before swtpm goes, reads the
+    /// SHA-256 PCRs `pcrs` the boot left in the board's TPM (`None` when none were asked for or
+    /// the board has no TPM).
+    pub async fn stop_reading_pcrs(
+        mut self,
+        pcrs: &[u32],
+    ) -> (String, Option<Result<Vec<[u8; 32]>, String>>) {
         self.qemu.kill_and_reap().await;
+        let read = match (&self.tpm_dir, pcrs.is_empty()) {
+            (Some(dir), false) => {
+                let socket = dir.join("ctrl.sock");
+                let pcrs = pcrs.to_vec();
+                Some(
+                    tokio::task::spawn_blocking(move || {
+                        brainix_testkit::uefi::read_pcrs(&socket, &pcrs)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(format!("PCR reader failed: {e}"))),
+                )
+            }
+            _ => None,
+        };
         if let Some(t) = self.swtpm.as_mut() {
             t.kill_and_reap().await;
         }
@@ -246,7 +270,7 @@ impl Machine {
                 .unwrap_or_default(),
             None => Vec::new(),
         };
-        crate::console_log::escape_bytes(&err)
+        (crate::console_log::escape_bytes(&err), read)
     }
 
     /// Process ids of QEMU and swtpm (for leak tests).

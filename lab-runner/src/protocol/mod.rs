@@ -364,6 +364,8 @@ impl ExitMeaning {
             41 => ExitMeaning::Kernel("kernel panic"),
             43 => ExitMeaning::Kernel("refused: boot protocol not understood"),
             45 => ExitMeaning::Kernel("refused: a fixed pool was exhausted during boot"),
+            // Written by the UEFI loader, not the kernel, through the same device.
+            47 => ExitMeaning::Kernel("refused by the loader: signature, image or TPM"),
             0 => ExitMeaning::QemuQuit,
             s if (129..=255).contains(&s) && s % 2 == 1 => {
                 ExitMeaning::Exception(((s - 129) / 2) as u8)
