@@ -344,6 +344,54 @@ pub mod link {
     pub const MTU: usize = 1514;
 }
 
+/// The IP server (`netstack/ip`): IPv4 on one interface, ARP, ICMP echo; a client of the link
+/// server. Its address is static ([`ip::CONFIG`]).
+///
+/// | label | request | reply |
+/// | --- | --- | --- |
+/// | [`ip::PING`] | `regs[0]` = destination address (big-endian in the low 32 bits), `regs[1]` = sequence number | `regs[0]` = round trip in TSC ticks, `regs[1]` = the reply's TTL |
+/// | [`ip::STATS`] | | `regs[0]` = frames in, `regs[1]` = frames out, `regs[2]` = echo requests answered, `regs[3]` = frames dropped; payload = one little-endian `u64` per drop reason, in `brainix_wire::Drop` order |
+///
+/// Errors: [`Error::Timeout`] when no echo reply (or no ARP answer) came within
+/// [`ip::PING_TIMEOUT_MS`], [`Error::PeerDead`] when there is no link server,
+/// [`Error::Io`] when the link server failed.
+pub mod ip {
+    /// Send one ICMP echo request and wait for its reply.
+    pub const PING: u64 = 1;
+    /// Counters.
+    pub const STATS: u64 = 2;
+    /// How long `PING` waits for the answer (ARP included).
+    pub const PING_TIMEOUT_MS: u64 = 2000;
+
+    /// One interface's static IPv4 configuration.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Config {
+        /// This host's address.
+        pub address: [u8; 4],
+        /// Prefix length of the local network.
+        pub prefix: u8,
+        /// Where everything off the local network goes.
+        pub gateway: [u8; 4],
+    }
+
+    /// QEMU's user network: the guest is 10.0.2.15/24 behind the gateway 10.0.2.2.
+    pub const CONFIG: Config = Config {
+        address: [10, 0, 2, 15],
+        prefix: 24,
+        gateway: [10, 0, 2, 2],
+    };
+
+    /// The IP server's slots.
+    pub mod slots {
+        /// The IP endpoint, with `RECEIVE`.
+        pub const ENDPOINT: u16 = 0;
+        /// The link server's endpoint, with `SEND`.
+        pub const LINK: u16 = 1;
+        /// The kernel log.
+        pub const LOG: u16 = 2;
+    }
+}
+
 /// The filesystem server (`userland/fs`): flat namespace of files over the block server, every
 /// block checksummed (`docs/filesystem.md`). Names travel in the payload (1 to
 /// [`fs::NAME_MAX`] bytes of printable ASCII, no `/`); data in leases.
@@ -425,6 +473,8 @@ pub mod shell {
         pub const ENTROPY: u16 = 9;
         /// The fuzzer's endpoint, `SEND`, for `fuzz` (test system only).
         pub const FUZZ: u16 = 10;
+        /// The IP server's endpoint (`ping`, `netstat`); test system only.
+        pub const IP: u16 = 12;
     }
 }
 

@@ -28,6 +28,8 @@ commands:
   df                    blocks and files in use on the disk
   fs-bench <file>       read the file through the filesystem, then inside it (one hop fewer): MiB/s
   random <bytes>        bytes (1 to 256) from the entropy server, in hex
+  ping <a.b.c.d>        three ICMP echo requests through the IP server, with round-trip times
+  netstat               the IP server's frame counters and drops by reason
 ";
 
 /// A process named on the command line.
@@ -96,6 +98,10 @@ pub enum Command<'a> {
     FsBench(&'a str),
     /// `random <bytes>`.
     Random(u64),
+    /// `ping <a.b.c.d>`.
+    Ping([u8; 4]),
+    /// `netstat`.
+    Netstat,
 }
 
 /// Why a line is not a command. Each message says what was wrong and what was expected.
@@ -114,6 +120,13 @@ pub enum ParseError<'a> {
     },
     /// An argument that should be a number is not.
     NotANumber {
+        /// The argument.
+        arg: &'a str,
+        /// The command's usage.
+        usage: &'static str,
+    },
+    /// An argument that should be an IPv4 address is not.
+    NotAnAddress {
         /// The argument.
         arg: &'a str,
         /// The command's usage.
@@ -140,6 +153,9 @@ impl fmt::Display for ParseError<'_> {
             }
             ParseError::NotANumber { arg, usage } => {
                 write!(f, "error: '{arg}' is not a number (usage: {usage})")
+            }
+            ParseError::NotAnAddress { arg, usage } => {
+                write!(f, "error: '{arg}' is not an IPv4 address (usage: {usage})")
             }
             ParseError::TooMany { extra, usage } => {
                 write!(f, "error: unexpected '{extra}' (usage: {usage})")
@@ -193,6 +209,14 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ParseError<'_>> {
         "stat" => Command::Stat(one(&mut args, "stat", "stat <file>")?),
         "fs-bench" => Command::FsBench(one(&mut args, "fs-bench", "fs-bench <file>")?),
         "random" => Command::Random(one_number(&mut args, "random", "random <bytes>")?),
+        "netstat" => none(&mut args, "netstat").map(|()| Command::Netstat)?,
+        "ping" => {
+            let usage = "ping <a.b.c.d>";
+            let arg = one(&mut args, "ping", usage)?;
+            Command::Ping(
+                brainix_wire::parse_ip(arg).ok_or(ParseError::NotAnAddress { arg, usage })?,
+            )
+        }
         "write" => {
             let usage = "write <file> <text>";
             let rest = rest.trim_start_matches(' ');
@@ -322,8 +346,10 @@ mod tests {
             assert_eq!(parse(line), Ok(want), "{:?}", core::str::from_utf8(line));
         }
         assert_eq!(parse(b"echo"), Ok(Command::Echo("")));
-        let files: [(&[u8], Command<'_>); 9] = [
+        let files: [(&[u8], Command<'_>); 11] = [
             (b"random 16", Command::Random(16)),
+            (b"ping 10.0.2.2", Command::Ping([10, 0, 2, 2])),
+            (b"netstat", Command::Netstat),
             (b"devices", Command::Devices),
             (b"ls", Command::Ls),
             (b"df", Command::Df),
@@ -396,6 +422,25 @@ mod tests {
         assert_eq!(
             msg(b"kill 99999999999999999999"),
             "error: '99999999999999999999' is not a number (usage: kill <pid>)"
+        );
+    }
+
+    #[test]
+    fn ping_wants_one_dotted_address() {
+        let usage = "ping <a.b.c.d>";
+        for arg in ["10.0.2", "10.0.2.256", "host"] {
+            let line = std::format!("ping {arg}");
+            assert_eq!(
+                parse(line.as_bytes()),
+                Err(ParseError::NotAnAddress { arg, usage })
+            );
+        }
+        assert_eq!(
+            parse(b"ping"),
+            Err(ParseError::Missing {
+                command: "ping",
+                usage
+            })
         );
     }
 }

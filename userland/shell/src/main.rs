@@ -42,6 +42,7 @@ struct Shell {
     echo: Endpoint,
     fs: Endpoint,
     entropy: Endpoint,
+    ip: Endpoint,
 }
 
 fn run(_pid: u64) -> ! {
@@ -52,6 +53,7 @@ fn run(_pid: u64) -> ! {
         echo: Endpoint(launch_handle(slots::ECHO)),
         fs: Endpoint(launch_handle(slots::FS)),
         entropy: Endpoint(launch_handle(slots::ENTROPY)),
+        ip: Endpoint(launch_handle(slots::IP)),
     };
     brainix_rt::set_console(shell.console);
     println!("BraiNIX shell; type 'help' for the commands");
@@ -124,6 +126,8 @@ impl Shell {
             Command::Df => self.df(),
             Command::FsBench(name) => self.fs_bench(name),
             Command::Random(n) => self.random(n),
+            Command::Ping(addr) => self.ping(addr),
+            Command::Netstat => self.netstat(),
         }
     }
 
@@ -158,6 +162,62 @@ impl Shell {
                 println!("error: random: no entropy server (no virtio-rng device?)")
             }
             Err(e) => println!("error: random: {}", e.name()),
+        }
+    }
+
+    fn ip_call(&self, msg: &Message) -> Result<Message, Error> {
+        let mut reply = Message::new(0);
+        self.ip.call(msg, &[], &mut reply)?;
+        status(&reply).map(|()| reply)
+    }
+
+    fn ping(&self, addr: [u8; 4]) {
+        let ip = brainix_wire::IpText(addr);
+        // TSC ticks per millisecond, from the kernel's clock since boot.
+        let per_ms = match cap::uptime() {
+            Ok((ms, tsc)) if ms > 0 => (tsc / ms).max(1),
+            _ => 1,
+        };
+        let mut received = 0;
+        for seq in 1..=3u64 {
+            let mut msg = Message::new(brainix_proto::ip::PING);
+            msg.regs = [u64::from(u32::from_be_bytes(addr)), seq, 0, 0];
+            match self.ip_call(&msg) {
+                Ok(r) => {
+                    received += 1;
+                    let us = r.regs[0].saturating_mul(1000) / per_ms;
+                    println!(
+                        "reply from {ip}: seq={seq} ttl={} time={}.{:03} ms",
+                        r.regs[1],
+                        us / 1000,
+                        us % 1000
+                    );
+                }
+                Err(Error::Timeout) => println!("no reply from {ip}: seq={seq} timeout"),
+                Err(e @ (Error::PeerDead | Error::BadHandle)) => {
+                    return println!("error: ping: no network stack ({})", e.name());
+                }
+                Err(e) => println!("error: ping {ip}: seq={seq}: {}", e.name()),
+            }
+        }
+        println!("ping {ip}: 3 sent, {received} received");
+    }
+
+    fn netstat(&self) {
+        match self.ip_call(&Message::new(brainix_proto::ip::STATS)) {
+            Ok(r) => {
+                let [rx, tx, echo, dropped] = r.regs;
+                println!(
+                    "ip: frames in {rx} out {tx}; echo requests answered {echo}; dropped {dropped}"
+                );
+                let counts = r.data().unwrap_or(&[]);
+                for (why, c) in brainix_wire::Drop::ALL.iter().zip(counts.chunks_exact(8)) {
+                    let mut word = [0u8; 8];
+                    word.copy_from_slice(c);
+                    println!("  drop {}: {}", why.name(), u64::from_le_bytes(word));
+                }
+            }
+            Err(e) => println!("error: netstat: {}", e.name()),
         }
     }
 

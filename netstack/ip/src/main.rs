@@ -1,0 +1,242 @@
+//! The IP server: IPv4, ARP and ICMP echo on one interface, speaking [`brainix_proto::ip`] to
+//! its clients and [`brainix_proto::link`] to the link server, by synchronous IPC only. Frames
+//! cross to and from the link server in leases of this server's own buffers.
+//!
+//! Nothing is pushed to it: between clients' requests it asks the link server for the next frame
+//! (waiting at most [`IDLE_MS`] there), answers ARP and echo requests, and drops and counts the
+//! rest ([`brainix_ip::Stack`]). A `PING` keeps doing that while it waits for its reply, so the
+//! host can ping the guest while the guest pings.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+brainix_rt::entry!(run);
+
+#[cfg(target_os = "none")]
+fn run(pid: u64) -> ! {
+    serve::run(pid)
+}
+
+#[cfg(not(target_os = "none"))]
+fn run(_pid: u64) -> ! {
+    unreachable!("a BraiNIX program")
+}
+
+/// How long one wait on the link server lasts while no client calls: a client's request waits
+/// at most this long before it is seen.
+#[cfg(target_os = "none")]
+const IDLE_MS: u64 = 20;
+
+#[cfg(target_os = "none")]
+mod serve {
+    use super::IDLE_MS;
+    use brainix_abi::{Error, Message};
+    use brainix_ip::{Input, MTU, Stack};
+    use brainix_proto::{ip, launch_handle, link, status, status_of};
+    use brainix_rt::fmt::Buffer;
+    use brainix_rt::{Endpoint, Log, Received, cap};
+    use brainix_wire::{Drop, IpText, Ipv4Addr, Mac};
+    use core::fmt::Write;
+
+    fn log(args: core::fmt::Arguments<'_>) {
+        let mut line = Buffer::<{ brainix_abi::MAX_LOG_LINE }>::new();
+        let _ = line.write_fmt(args);
+        let _ = Log(launch_handle(ip::slots::LOG)).write(line.as_bytes());
+    }
+
+    struct Server {
+        stack: Stack,
+        link: Endpoint,
+        ident: u16,
+        frame: [u8; MTU],
+        out: [u8; MTU],
+    }
+
+    fn call_link(link: Endpoint, msg: &Message, lease: cap::Lent<'_>) -> Result<u64, Error> {
+        let mut reply = Message::new(0);
+        link.call(msg, &[lease], &mut reply)?;
+        status(&reply)?;
+        Ok(reply.regs[0])
+    }
+
+    /// The link server's MAC; waits for it to come up (it may start after us, or not at all).
+    fn link_mac(link: Endpoint) -> Mac {
+        let mut logged = false;
+        loop {
+            let mut reply = Message::new(0);
+            let got = link
+                .call(&Message::new(link::INFO), &[], &mut reply)
+                .and_then(|()| status(&reply));
+            match got {
+                Ok(()) => {
+                    let mut mac = [0u8; 6];
+                    mac.copy_from_slice(&reply.regs[0].to_le_bytes()[..6]);
+                    return mac;
+                }
+                Err(e) => {
+                    if !logged {
+                        log(format_args!("no link server yet ({}); waiting", e.name()));
+                        logged = true;
+                    }
+                    // Clients meanwhile learn there is no network, rather than hang.
+                    refuse_for(1000, Error::PeerDead);
+                }
+            }
+        }
+    }
+
+    /// Answers every request that arrives in the next `ms` with `error`.
+    fn refuse_for(ms: u64, error: Error) {
+        let ep = Endpoint(launch_handle(ip::slots::ENDPOINT));
+        let mut msg = Message::new(0);
+        if let Ok(Received::Message { token, .. }) = ep.recv(&mut msg, ms) {
+            let _ = cap::reply(token, &Message::new(error as u64));
+        }
+    }
+
+    pub fn run(pid: u64) -> ! {
+        let link = Endpoint(launch_handle(ip::slots::LINK));
+        let mac = link_mac(link);
+        let mut s = Server {
+            stack: Stack::new(mac, ip::CONFIG),
+            link,
+            ident: 0x4200 ^ pid as u16,
+            frame: [0; MTU],
+            out: [0; MTU],
+        };
+        log(format_args!(
+            "ip {}/{} gateway {} on the link server",
+            IpText(ip::CONFIG.address),
+            ip::CONFIG.prefix,
+            IpText(ip::CONFIG.gateway)
+        ));
+        let endpoint = Endpoint(launch_handle(ip::slots::ENDPOINT));
+        let mut msg = Message::new(0);
+        loop {
+            match endpoint.recv(&mut msg, 0) {
+                Ok(Received::Message { token, .. }) => {
+                    let mut reply = Message::new(0);
+                    let result = s.handle(&msg, &mut reply);
+                    reply.label = status_of(result);
+                    let _ = cap::reply(token, &reply);
+                }
+                Ok(Received::Notification(_)) => {}
+                Err(Error::Timeout) => {
+                    if let Err(e) = s.pump(IDLE_MS) {
+                        s.link_trouble(e);
+                    }
+                }
+                Err(_) => cap::yield_now(),
+            }
+        }
+    }
+
+    impl Server {
+        fn handle(&mut self, msg: &Message, reply: &mut Message) -> Result<(), Error> {
+            match msg.label {
+                ip::PING => {
+                    let dst = (msg.regs[0] as u32).to_be_bytes();
+                    let (ticks, ttl) = self.ping(dst, msg.regs[1] as u16)?;
+                    reply.regs = [ticks, u64::from(ttl), 0, 0];
+                    Ok(())
+                }
+                ip::STATS => {
+                    let st = &self.stack.stats;
+                    reply.regs = [
+                        st.frames_in,
+                        st.frames_out,
+                        st.echo_answered,
+                        st.drops.total(),
+                    ];
+                    for (i, c) in st.drops.0.iter().enumerate() {
+                        reply.payload[8 * i..8 * i + 8].copy_from_slice(&c.to_le_bytes());
+                    }
+                    reply.len = (8 * Drop::COUNT) as u64;
+                    Ok(())
+                }
+                _ => Err(Error::NoSuchCall),
+            }
+        }
+
+        /// After the link server failed: say so, and keep clients answered while it restarts.
+        fn link_trouble(&mut self, e: Error) {
+            if e != Error::Timeout {
+                log(format_args!("link server: {}", e.name()));
+                refuse_for(1000, Error::PeerDead);
+            }
+        }
+
+        fn send(&mut self, n: usize) -> Result<(), Error> {
+            let mut msg = Message::new(link::SEND);
+            msg.regs[0] = n as u64;
+            call_link(self.link, &msg, cap::lend(&self.out[..n])).map(drop)
+        }
+
+        /// Takes frames from the link for up to `ms`, answering what needs answering; returns
+        /// the first echo reply for us, if one came.
+        fn pump(&mut self, ms: u64) -> Result<Option<(Ipv4Addr, u16, u16, u8)>, Error> {
+            let mut msg = Message::new(link::RECV);
+            msg.regs[0] = ms;
+            let n = match call_link(self.link, &msg, cap::lend_mut(&mut self.frame)) {
+                Ok(n) => (n as usize).min(MTU),
+                Err(Error::Timeout) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            match self.stack.input(&self.frame[..n], &mut self.out) {
+                Input::Nothing => Ok(None),
+                Input::Send(len) => self.send(len).map(|()| None),
+                Input::EchoReply {
+                    from,
+                    ident,
+                    seq,
+                    ttl,
+                } => Ok(Some((from, ident, seq, ttl))),
+            }
+        }
+
+        /// Pumps until `done` says yes or `deadline_ms` (uptime) passes.
+        fn until(
+            &mut self,
+            deadline_ms: u64,
+            mut done: impl FnMut(&Self, Option<(Ipv4Addr, u16, u16, u8)>) -> bool,
+        ) -> Result<(), Error> {
+            loop {
+                let (now, _) = cap::uptime()?;
+                if now >= deadline_ms {
+                    return Err(Error::Timeout);
+                }
+                let got = self.pump((deadline_ms - now).min(100))?;
+                if done(self, got) {
+                    return Ok(());
+                }
+            }
+        }
+
+        fn ping(&mut self, dst: Ipv4Addr, seq: u16) -> Result<(u64, u8), Error> {
+            let (start, _) = cap::uptime()?;
+            let deadline = start + ip::PING_TIMEOUT_MS;
+            let hop = self.stack.next_hop(dst);
+            let via = match self.stack.lookup(hop) {
+                Some(mac) => mac,
+                None => {
+                    let n = self.stack.arp_request(hop, &mut self.out);
+                    self.send(n)?;
+                    self.until(deadline, |s, _| s.stack.lookup(hop).is_some())?;
+                    self.stack.lookup(hop).ok_or(Error::Timeout)?
+                }
+            };
+            let ident = self.ident;
+            let n = self.stack.echo_request(via, dst, ident, seq, &mut self.out);
+            let (_, sent_at) = cap::uptime()?;
+            self.send(n)?;
+            let mut ttl = 0;
+            self.until(deadline, |_, got| match got {
+                Some((from, i, q, t)) if from == dst && i == ident && q == seq => {
+                    ttl = t;
+                    true
+                }
+                _ => false,
+            })?;
+            let (_, now) = cap::uptime()?;
+            Ok((now.saturating_sub(sent_at), ttl))
+        }
+    }
+}
