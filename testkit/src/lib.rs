@@ -46,6 +46,7 @@ pub struct Boot {
     timeout: Duration,
     extra: Vec<String>,
     firmware: Firmware,
+    netns: Option<String>,
 }
 
 /// How the machine starts the kernel.
@@ -91,6 +92,7 @@ impl Boot {
             timeout: Duration::from_secs(30),
             extra: Vec::new(),
             firmware: Firmware::Pvh,
+            netns: None,
         }
     }
 
@@ -190,9 +192,25 @@ impl Boot {
         self
     }
 
+    /// Runs QEMU inside the network namespace `name` (through `ip netns exec`, which needs
+    /// root), so a `tap` netdev opens that namespace's device and nothing of the host's.
+    pub fn netns(mut self, name: &str) -> Boot {
+        self.netns = Some(name.into());
+        self
+    }
+
     /// The full QEMU command.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new("qemu-system-x86_64");
+        let mut cmd = match &self.netns {
+            // `ip netns exec` enters the namespace and executes QEMU in its own place, so the
+            // child the harness kills is QEMU itself.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+                c
+            }
+            None => Command::new("qemu-system-x86_64"),
+        };
         let mut append = String::new();
         if self.debug_exit {
             cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);

@@ -70,3 +70,127 @@ fn the_guest_pings_the_gateway_and_an_absent_host_times_out() {
     assert!(rx >= 4 && tx >= 7, "{out}");
     assert!(has_line(&out, "  drop bad-checksum: 0"), "{out}");
 }
+
+/// A network namespace of the test's own with one tap device holding 10.0.2.2/24 (where the
+/// guest's gateway is configured), removed on every path out of the test.
+struct Namespace(String);
+
+impl Namespace {
+    /// `None`, with the reason, when this machine cannot make one (no root, no /dev/net/tun,
+    /// no `ip`, no `ping`).
+    fn create() -> Result<Namespace, String> {
+        if !std::path::Path::new("/dev/net/tun").exists() {
+            return Err("no /dev/net/tun".into());
+        }
+        if std::process::Command::new("ping")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
+            return Err("no ping on the host (iputils-ping)".into());
+        }
+        let ns = Namespace(format!("brx-ip-{}", std::process::id()));
+        let ip = |args: &[&str]| -> Result<(), String> {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .map_err(|e| format!("cannot run ip: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        ip(&["netns", "add", &ns.0])?;
+        let inside = |rest: &[&str]| {
+            let mut a = vec!["netns", "exec", ns.0.as_str(), "ip"];
+            a.extend_from_slice(rest);
+            ip(&a)
+        };
+        inside(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
+        inside(&["addr", "add", "10.0.2.2/24", "dev", "tap0"])?;
+        inside(&["link", "set", "tap0", "up"])?;
+        inside(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn the_host_pings_the_guest_over_a_tap_device_in_a_namespace_of_its_own() {
+    let ns = match Namespace::create() {
+        Ok(ns) => ns,
+        Err(why) => {
+            // Stated, not hidden: the test cannot run on this machine.
+            eprintln!("SKIP host-to-guest ping: {why}");
+            return;
+        }
+    };
+    let mut s = Boot::new(image("brainix-kernel-test.elf"))
+        .machine("q35")
+        .netns(&ns.0)
+        .args(&[
+            "-device",
+            "virtio-net-pci,netdev=n0,mac=52:54:00:be:ef:01",
+            "-netdev",
+            "tap,id=n0,ifname=tap0,script=no,downscript=no",
+        ])
+        .spawn();
+    s.expect(PROMPT, BOOT);
+    let from = s.console().len();
+    s.command("start ip", PROMPT, REPLY);
+    s.wait_for_line(from, "[ip] ip 10.0.2.15/24", REPLY);
+    // The host's side: ARP for the guest, then echo requests the guest's IP server answers.
+    let ping = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            "ping",
+            "-c",
+            "3",
+            "-W",
+            "5",
+            "10.0.2.15",
+        ])
+        .output()
+        .expect("running ping");
+    let text = String::from_utf8_lossy(&ping.stdout);
+    assert!(ping.status.success(), "{text}\n{}", s.console());
+    assert!(text.contains("3 packets transmitted, 3 received"), "{text}");
+    // The guest counted them, and pings the namespace's end of the tap as its gateway.
+    let out = s.command("netstat", PROMPT, REPLY);
+    assert!(
+        out.contains("ip: frames in ") && out.contains("echo requests answered 3;"),
+        "{out}"
+    );
+    let out = s.command("ping 10.0.2.2", PROMPT, REPLY);
+    assert!(has_line(&out, "ping 10.0.2.2: 3 sent, 3 received"), "{out}");
+    // The guest answers only for its own address: a neighbour it is not stays silent.
+    let stranger = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "10.0.2.16",
+        ])
+        .output()
+        .expect("running ping");
+    assert!(!stranger.status.success());
+}
