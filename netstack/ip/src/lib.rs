@@ -7,8 +7,8 @@
 //!
 //! One interface, static configuration ([`brainix_proto::ip::Config`]), a small ARP cache that
 //! learns only from ARP traffic addressed to this host (a gratuitous or third-party announcement
-//! cannot redirect it), ICMP echo answered. UDP and TCP are not served yet: they are counted as
-//! not for us.
+//! cannot redirect it), ICMP echo answered. UDP datagrams for this host (checksum verified) are
+//! handed on, for the transport server to take; TCP is not served yet (counted as not for us).
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -16,8 +16,8 @@
 use brainix_proto::ip::Config;
 use brainix_wire::{
     ARP_REPLY, ARP_REQUEST, Arp, BROADCAST, Drop, Drops, ETH_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4,
-    Ethernet, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Icmp, Ipv4, Ipv4Addr, Mac, PROTO_ICMP,
-    write_ethernet, write_icmp_echo, write_ipv4,
+    Ethernet, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Icmp, Ipv4, Ipv4Addr, Mac, PROTO_ICMP, PROTO_UDP,
+    Udp, write_ethernet, write_icmp_echo, write_ipv4,
 };
 
 /// Largest frame, without the FCS (the link server's limit).
@@ -46,6 +46,15 @@ pub enum Input {
     Nothing,
     /// Send the first `n` bytes of the output buffer (an ARP or echo reply).
     Send(usize),
+    /// A UDP datagram for this host (its checksum verified): `frame[at..at + len]`.
+    Datagram {
+        /// Where it starts in the frame.
+        at: usize,
+        /// Its length.
+        len: usize,
+        /// Its sender.
+        from: Ipv4Addr,
+    },
     /// An echo reply for this host.
     EchoReply {
         /// Who answered.
@@ -169,6 +178,34 @@ impl Stack {
         34 + n
     }
 
+    /// Writes the Ethernet and IPv4 headers in front of a `len`-byte transport message already
+    /// at `out[34..]`, for `dst` reached through `via`; the frame's length, or `None` if it
+    /// would not fit the link.
+    pub fn wrap(
+        &mut self,
+        via: Mac,
+        dst: Ipv4Addr,
+        proto: u8,
+        len: usize,
+        out: &mut [u8; MTU],
+    ) -> Option<usize> {
+        if 34 + len > MTU {
+            return None;
+        }
+        let id = self.take_id();
+        write_ethernet(out, via, self.mac, ETHERTYPE_IPV4)?;
+        write_ipv4(
+            &mut out[ETH_HEADER..],
+            self.config.address,
+            dst,
+            proto,
+            id,
+            len,
+        )?;
+        self.stats.frames_out += 1;
+        Some(34 + len)
+    }
+
     fn take_id(&mut self) -> u16 {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
@@ -196,7 +233,19 @@ impl Stack {
             ETHERTYPE_ARP => self.arp(Arp::parse(eth.payload)?, out),
             ETHERTYPE_IPV4 => {
                 let ip = Ipv4::parse(eth.payload)?;
-                if ip.dst != self.config.address || ip.proto != PROTO_ICMP {
+                if ip.dst != self.config.address {
+                    return Err(Drop::NotForUs);
+                }
+                if ip.proto == PROTO_UDP {
+                    Udp::parse(ip.payload, ip.src, ip.dst)?;
+                    let at = ETH_HEADER + usize::from(eth.payload[0] & 0x0f) * 4;
+                    return Ok(Input::Datagram {
+                        at,
+                        len: ip.payload.len(),
+                        from: ip.src,
+                    });
+                }
+                if ip.proto != PROTO_ICMP {
                     return Err(Drop::NotForUs);
                 }
                 let icmp = Icmp::parse(ip.payload)?;

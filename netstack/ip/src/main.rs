@@ -32,8 +32,8 @@ mod serve {
     use brainix_ip::{Input, MTU, Stack};
     use brainix_proto::{ip, launch_handle, link, status, status_of};
     use brainix_rt::fmt::Buffer;
-    use brainix_rt::{Endpoint, Log, Received, cap};
-    use brainix_wire::{Drop, IpText, Ipv4Addr, Mac};
+    use brainix_rt::{Endpoint, Log, Received, ReplyToken, cap};
+    use brainix_wire::{Drop, IpText, Ipv4Addr, Mac, PROTO_UDP};
     use core::fmt::Write;
 
     fn log(args: core::fmt::Arguments<'_>) {
@@ -42,12 +42,27 @@ mod serve {
         let _ = Log(launch_handle(ip::slots::LOG)).write(line.as_bytes());
     }
 
+    /// UDP datagrams waiting for the transport server. Four covers a burst of echo traffic
+    /// between two of its `RECV`s; when full, new ones are dropped and counted.
+    const QUEUE: usize = 4;
+    /// The largest datagram: a full IP payload.
+    const DATAGRAM: usize = MTU - 34;
+
+    struct Queued {
+        len: usize,
+        from: Ipv4Addr,
+        bytes: [u8; DATAGRAM],
+    }
+
     struct Server {
         stack: Stack,
         link: Endpoint,
         ident: u16,
         frame: [u8; MTU],
         out: [u8; MTU],
+        queue: [Queued; QUEUE],
+        head: usize,
+        queued: usize,
     }
 
     fn call_link(link: Endpoint, msg: &Message, lease: cap::Lent<'_>) -> Result<u64, Error> {
@@ -101,6 +116,15 @@ mod serve {
             ident: 0x4200 ^ pid as u16,
             frame: [0; MTU],
             out: [0; MTU],
+            queue: [const {
+                Queued {
+                    len: 0,
+                    from: [0; 4],
+                    bytes: [0; DATAGRAM],
+                }
+            }; QUEUE],
+            head: 0,
+            queued: 0,
         };
         log(format_args!(
             "ip {}/{} gateway {} on the link server",
@@ -112,9 +136,9 @@ mod serve {
         let mut msg = Message::new(0);
         loop {
             match endpoint.recv(&mut msg, 0) {
-                Ok(Received::Message { token, .. }) => {
+                Ok(Received::Message { token, badge, .. }) => {
                     let mut reply = Message::new(0);
-                    let result = s.handle(&msg, &mut reply);
+                    let result = s.handle(&msg, token, badge, &mut reply);
                     reply.label = status_of(result);
                     let _ = cap::reply(token, &reply);
                 }
@@ -130,8 +154,58 @@ mod serve {
     }
 
     impl Server {
-        fn handle(&mut self, msg: &Message, reply: &mut Message) -> Result<(), Error> {
+        fn handle(
+            &mut self,
+            msg: &Message,
+            token: ReplyToken,
+            badge: u64,
+            reply: &mut Message,
+        ) -> Result<(), Error> {
+            let transport = badge == ip::TRANSPORT_BADGE;
             match msg.label {
+                // UDP and TCP go through the transport server's grants, or not at all.
+                ip::SEND | ip::RECV if !transport => Err(Error::MissingRight),
+                ip::SEND => {
+                    let dst = (msg.regs[0] as u32).to_be_bytes();
+                    let len = msg.regs[2] as usize;
+                    if len > DATAGRAM {
+                        return Err(Error::OutOfRange);
+                    }
+                    // Resolve first: answering frames meanwhile reuses `out`.
+                    let (start, _) = cap::uptime()?;
+                    let via = self.resolve(dst, start + ip::PING_TIMEOUT_MS)?;
+                    if cap::lease_read(token, 0, 0, &mut self.out[34..34 + len])? != len {
+                        return Err(Error::BadLease);
+                    }
+                    let n = self
+                        .stack
+                        .wrap(via, dst, msg.regs[1] as u8, len, &mut self.out)
+                        .ok_or(Error::OutOfRange)?;
+                    self.send(n)?;
+                    reply.regs[0] = len as u64;
+                    Ok(())
+                }
+                ip::RECV => {
+                    if self.queued == 0 {
+                        let (start, _) = cap::uptime()?;
+                        let wait = msg.regs[0].min(ip::RECV_WAIT_MAX_MS);
+                        let _ = self.until(start + wait, |s, _| s.queued > 0);
+                    }
+                    if self.queued == 0 {
+                        return Err(Error::Timeout);
+                    }
+                    let q = &self.queue[self.head];
+                    cap::lease_write(token, 0, 0, &q.bytes[..q.len])?;
+                    reply.regs = [
+                        q.len as u64,
+                        u64::from(u32::from_be_bytes(q.from)),
+                        u64::from(PROTO_UDP),
+                        0,
+                    ];
+                    self.head = (self.head + 1) % QUEUE;
+                    self.queued -= 1;
+                    Ok(())
+                }
                 ip::PING => {
                     let dst = (msg.regs[0] as u32).to_be_bytes();
                     let (ticks, ttl) = self.ping(dst, msg.regs[1] as u16)?;
@@ -189,7 +263,31 @@ mod serve {
                     seq,
                     ttl,
                 } => Ok(Some((from, ident, seq, ttl))),
+                Input::Datagram { at, len, from } => {
+                    if self.queued == QUEUE {
+                        self.stack.stats.drops.count(Drop::QueueFull);
+                    } else {
+                        let q = &mut self.queue[(self.head + self.queued) % QUEUE];
+                        q.bytes[..len].copy_from_slice(&self.frame[at..at + len]);
+                        q.len = len;
+                        q.from = from;
+                        self.queued += 1;
+                    }
+                    Ok(None)
+                }
             }
+        }
+
+        /// The Ethernet address of `dst`'s next hop, asking by ARP if it is not cached.
+        fn resolve(&mut self, dst: Ipv4Addr, deadline: u64) -> Result<Mac, Error> {
+            let hop = self.stack.next_hop(dst);
+            if let Some(mac) = self.stack.lookup(hop) {
+                return Ok(mac);
+            }
+            let n = self.stack.arp_request(hop, &mut self.out);
+            self.send(n)?;
+            self.until(deadline, |s, _| s.stack.lookup(hop).is_some())?;
+            self.stack.lookup(hop).ok_or(Error::Timeout)
         }
 
         /// Pumps until `done` says yes or `deadline_ms` (uptime) passes.
@@ -213,16 +311,7 @@ mod serve {
         fn ping(&mut self, dst: Ipv4Addr, seq: u16) -> Result<(u64, u8), Error> {
             let (start, _) = cap::uptime()?;
             let deadline = start + ip::PING_TIMEOUT_MS;
-            let hop = self.stack.next_hop(dst);
-            let via = match self.stack.lookup(hop) {
-                Some(mac) => mac,
-                None => {
-                    let n = self.stack.arp_request(hop, &mut self.out);
-                    self.send(n)?;
-                    self.until(deadline, |s, _| s.stack.lookup(hop).is_some())?;
-                    self.stack.lookup(hop).ok_or(Error::Timeout)?
-                }
-            };
+            let via = self.resolve(dst, deadline)?;
             let ident = self.ident;
             let n = self.stack.echo_request(via, dst, ident, seq, &mut self.out);
             let (_, sent_at) = cap::uptime()?;

@@ -122,15 +122,15 @@ fn an_echo_reply_goes_to_the_waiting_ping_and_the_rest_is_counted() {
             ttl: 64
         }
     );
-    // For another address; UDP (no transport yet); another host's unicast frame.
+    // For another address; TCP (not served yet); another host's unicast frame.
     assert_eq!(
         s.input(&echo(ICMP_ECHO_REQUEST, [10, 0, 2, 16]), &mut out),
         Input::Nothing
     );
-    let udp = ipv4(CONFIG.address, PROTO_UDP, &|o| {
-        write_udp(o, HOST, CONFIG.address, 1, 7, b"u").unwrap()
+    let tcp = ipv4(CONFIG.address, brainix_wire::PROTO_TCP, &|o| {
+        brainix_wire::write_tcp(o, HOST, CONFIG.address, (1, 7), 0, 0, 2, 0, b"").unwrap()
     });
-    assert_eq!(s.input(&udp, &mut out), Input::Nothing);
+    assert_eq!(s.input(&tcp, &mut out), Input::Nothing);
     let mut other = echo(ICMP_ECHO_REQUEST, CONFIG.address);
     other[..6].copy_from_slice(&[0x52, 0x54, 0, 0, 0, 9]);
     assert_eq!(s.input(&other, &mut out), Input::Nothing);
@@ -142,6 +142,39 @@ fn an_echo_reply_goes_to_the_waiting_ping_and_the_rest_is_counted() {
     assert_eq!(s.input(&bad, &mut out), Input::Nothing);
     assert_eq!(s.stats.drops.of(Drop::BadChecksum), 1);
     assert_eq!(s.stats.echo_answered, 0);
+}
+
+#[test]
+fn a_udp_datagram_for_us_is_handed_on_whole_and_a_corrupt_one_dropped() {
+    let mut s = stack();
+    let mut out = [0u8; MTU];
+    let udp = ipv4(CONFIG.address, PROTO_UDP, &|o| {
+        write_udp(o, HOST, CONFIG.address, 5555, 7, b"datagram").unwrap()
+    });
+    let Input::Datagram { at, len, from } = s.input(&udp, &mut out) else {
+        panic!("not handed on");
+    };
+    assert_eq!((at, len, from), (34, 16, HOST));
+    let d = brainix_wire::Udp::parse(&udp[at..at + len], HOST, CONFIG.address).unwrap();
+    assert_eq!(
+        (d.src_port, d.dst_port, d.data),
+        (5555, 7, &b"datagram"[..])
+    );
+    let mut bad = udp.clone();
+    bad[40] ^= 0x10;
+    assert_eq!(s.input(&bad, &mut out), Input::Nothing);
+    assert_eq!(s.stats.drops.of(Drop::BadChecksum), 1);
+    // What the transport server gives back goes out with headers that parse.
+    let n = write_udp(&mut out[34..], CONFIG.address, HOST, 7, 5555, b"back").unwrap();
+    let n = s.wrap(GW, HOST, PROTO_UDP, n, &mut out).unwrap();
+    let ip = Ipv4::parse(&out[14..n]).unwrap();
+    assert_eq!(
+        brainix_wire::Udp::parse(ip.payload, ip.src, ip.dst)
+            .unwrap()
+            .data,
+        b"back"
+    );
+    assert_eq!(s.wrap(GW, HOST, PROTO_UDP, MTU, &mut out), None);
 }
 
 #[test]
@@ -211,7 +244,7 @@ fn hostile_frames_are_answered_or_counted_never_fatal() {
                 // What it sends is itself well formed.
                 assert!(n <= MTU && Ethernet::parse(&out[..n], MTU).is_ok());
             }
-            Input::EchoReply { .. } => handed += 1,
+            Input::EchoReply { .. } | Input::Datagram { .. } => handed += 1,
             Input::Nothing => {}
         }
     }

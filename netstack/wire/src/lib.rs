@@ -74,11 +74,13 @@ pub enum Drop {
     NotForUs = 7,
     /// Refused by policy: no grant names it.
     Denied = 8,
+    /// Well formed and for us, but the queue it would wait in is full.
+    QueueFull = 9,
 }
 
 impl Drop {
     /// How many reasons there are ([`Drops`] has a counter for each).
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     /// Every reason, in code order.
     pub const ALL: [Drop; Drop::COUNT] = [
         Drop::Truncated,
@@ -90,6 +92,7 @@ impl Drop {
         Drop::Oversize,
         Drop::NotForUs,
         Drop::Denied,
+        Drop::QueueFull,
     ];
 
     /// A short name, as `netstat` prints it.
@@ -104,6 +107,7 @@ impl Drop {
             Drop::Oversize => "oversize",
             Drop::NotForUs => "not-for-us",
             Drop::Denied => "denied",
+            Drop::QueueFull => "queue-full",
         }
     }
 }

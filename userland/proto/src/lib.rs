@@ -352,6 +352,8 @@ pub mod link {
 /// | [`ip::PING`] | `regs[0]` = destination address (big-endian in the low 32 bits), `regs[1]` = sequence number | `regs[0]` = round trip in TSC ticks, `regs[1]` = the reply's TTL |
 /// | [`ip::STATS`] | | `regs[0]` = frames in, `regs[1]` = frames out, `regs[2]` = echo requests answered, `regs[3]` = frames dropped; payload = one little-endian `u64` per drop reason, in `brainix_wire::Drop` order |
 ///
+/// `SEND` and `RECV` serve the transport server alone ([`ip::TRANSPORT_BADGE`]).
+///
 /// Errors: [`Error::Timeout`] when no echo reply (or no ARP answer) came within
 /// [`ip::PING_TIMEOUT_MS`], [`Error::PeerDead`] when there is no link server,
 /// [`Error::Io`] when the link server failed.
@@ -360,6 +362,21 @@ pub mod ip {
     pub const PING: u64 = 1;
     /// Counters.
     pub const STATS: u64 = 2;
+    /// Transport server only: send one transport-layer message. `regs[0]` = destination
+    /// address, `regs[1]` = IP protocol, `regs[2]` = length; lease 0 (`READ`) holds it,
+    /// checksum filled with this host's address ([`CONFIG`]) in the pseudo-header.
+    pub const SEND: u64 = 3;
+    /// Transport server only: the next UDP datagram for this host, waiting up to `regs[0]` ms
+    /// (at most [`RECV_WAIT_MAX_MS`]). Lease 0 (`WRITE`) gets the datagram (header included,
+    /// its checksum already verified); reply `regs[0]` = length, `regs[1]` = source address,
+    /// `regs[2]` = IP protocol.
+    pub const RECV: u64 = 4;
+    /// The longest a `RECV` waits: other clients (a `ping`) wait behind it.
+    pub const RECV_WAIT_MAX_MS: u64 = 50;
+    /// The badge the manifest gives the transport server's capability to the IP endpoint:
+    /// `SEND` and `RECV` are refused ([`crate::Error::MissingRight`]) to every other badge, so
+    /// no process reaches UDP or TCP but through the transport server's grants.
+    pub const TRANSPORT_BADGE: u64 = 0x7472_616e_7370_6f72;
     /// How long `PING` waits for the answer (ARP included).
     pub const PING_TIMEOUT_MS: u64 = 2000;
 
@@ -389,6 +406,146 @@ pub mod ip {
         pub const LINK: u16 = 1;
         /// The kernel log.
         pub const LOG: u16 = 2;
+    }
+}
+
+/// The transport server (`netstack/transport`): UDP sockets, default deny. A client reaches the
+/// network only as far as its grant says, and the grant is its badge on the transport endpoint,
+/// set in the manifest (the kernel attaches it; no client can claim another). See
+/// [`transport::Grant`] for the layout.
+///
+/// | label | request | reply |
+/// | --- | --- | --- |
+/// | [`transport::BIND`] | `regs[0]` = local UDP port | |
+/// | [`transport::SEND_TO`] | `regs[0]` = bound local port, `regs[1]` = remote address (big-endian, low 32 bits), `regs[2]` = remote port, `regs[3]` = length (at most [`transport::MAX_DATAGRAM`]); lease 0 (`READ`) | `regs[0]` = bytes sent |
+/// | [`transport::RECV_FROM`] | `regs[0]` = bound local port, `regs[1]` = timeout in ms; lease 0 (`WRITE`) | `regs[0]` = length, `regs[1]` = remote address, `regs[2]` = remote port |
+/// | [`transport::STATS`] | | `regs[0]` = requests denied, `regs[1]` = datagrams delivered, `regs[2]` = datagrams sent, `regs[3]` = datagrams dropped (no socket, or a sender outside the grant) |
+///
+/// Errors: [`Error::MissingRight`] when the caller's grant does not name the port, protocol or
+/// remote (counted as denied; nothing is sent), [`Error::NotFound`] for a port the caller has
+/// not bound, [`Error::Busy`] for a port another client bound, [`Error::NoSpace`] when every
+/// socket is taken, [`Error::Timeout`] when nothing came.
+pub mod transport {
+    /// Bind a UDP port.
+    pub const BIND: u64 = 1;
+    /// Send a datagram.
+    pub const SEND_TO: u64 = 2;
+    /// Receive a datagram.
+    pub const RECV_FROM: u64 = 3;
+    /// Counters.
+    pub const STATS: u64 = 4;
+    /// Largest UDP payload: a 1500-byte IP packet less the IP and UDP headers.
+    pub const MAX_DATAGRAM: usize = 1472;
+    /// How long one `RECV_FROM` may wait: the server serves one client at a time.
+    pub const RECV_WAIT_MAX_MS: u64 = 200;
+
+    /// A socket grant, as the badge of a client's capability to the transport endpoint:
+    ///
+    /// | bits | meaning |
+    /// | --- | --- |
+    /// | 0..16 | the local port it may bind |
+    /// | 16..48 | remote network address (big-endian) |
+    /// | 48..54 | remote network prefix length, 0 to 32 |
+    /// | 56 | UDP |
+    /// | 60 | [`Grant::MARKER`]: a badge without it grants nothing |
+    ///
+    /// Remote ports are not restricted. Default badges (a pid) carry no marker, so a process
+    /// the manifest gave no grant is denied everything.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Grant {
+        /// The one local port.
+        pub local_port: u16,
+        /// Remote network address.
+        pub remote: [u8; 4],
+        /// Remote network prefix length.
+        pub prefix: u8,
+        /// Whether UDP is granted.
+        pub udp: bool,
+    }
+
+    impl Grant {
+        /// The bit that makes a badge a grant.
+        pub const MARKER: u64 = 1 << 60;
+        const UDP: u64 = 1 << 56;
+
+        /// The grant a badge carries, if any.
+        pub fn from_badge(badge: u64) -> Option<Grant> {
+            if badge & Self::MARKER == 0 {
+                return None;
+            }
+            let prefix = ((badge >> 48) & 0x3f) as u8;
+            if prefix > 32 {
+                return None;
+            }
+            Some(Grant {
+                local_port: badge as u16,
+                remote: ((badge >> 16) as u32).to_be_bytes(),
+                prefix,
+                udp: badge & Self::UDP != 0,
+            })
+        }
+
+        /// The badge that carries this grant (what goes in the manifest).
+        pub fn badge(&self) -> u64 {
+            Self::MARKER
+                | if self.udp { Self::UDP } else { 0 }
+                | u64::from(self.prefix.min(32)) << 48
+                | u64::from(u32::from_be_bytes(self.remote)) << 16
+                | u64::from(self.local_port)
+        }
+
+        /// Whether `addr` lies in the granted remote network.
+        pub fn reaches(&self, addr: [u8; 4]) -> bool {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(self.prefix.min(32)))
+                .unwrap_or(0);
+            u32::from_be_bytes(addr) & mask == u32::from_be_bytes(self.remote) & mask
+        }
+    }
+
+    /// The transport server's slots.
+    pub mod slots {
+        /// The transport endpoint, with `RECEIVE`.
+        pub const ENDPOINT: u16 = 0;
+        /// The IP server's endpoint, with `SEND` and [`crate::ip::TRANSPORT_BADGE`].
+        pub const IP: u16 = 1;
+        /// The kernel log.
+        pub const LOG: u16 = 2;
+    }
+
+    /// The UDP test clients' slots (`udp-echo`, `udp-probe`).
+    pub mod client_slots {
+        /// The console, `SEND`.
+        pub const CONSOLE: u16 = 0;
+        /// The transport endpoint, `SEND`, badge = the grant (or none).
+        pub const TRANSPORT: u16 = 1;
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::Grant;
+
+        #[test]
+        fn a_grant_round_trips_through_its_badge_and_a_plain_badge_grants_nothing() {
+            let g = Grant {
+                local_port: 7,
+                remote: [10, 0, 2, 0],
+                prefix: 24,
+                udp: true,
+            };
+            // The value written in system/test.toml for udp-echo.
+            assert_eq!(g.badge(), 0x1118_0a00_0200_0007);
+            assert_eq!(Grant::from_badge(g.badge()), Some(g));
+            assert!(g.reaches([10, 0, 2, 2]) && g.reaches([10, 0, 2, 255]));
+            assert!(!g.reaches([10, 0, 3, 2]) && !g.reaches([8, 8, 8, 8]));
+            for plain in [0, 2, 31, 0x1_0000_0002, (1 << 60) - 1] {
+                assert_eq!(Grant::from_badge(plain), None, "{plain:#x}");
+            }
+            // A prefix past 32 is no grant either.
+            assert_eq!(Grant::from_badge(Grant::MARKER | 33 << 48), None);
+            let any = Grant { prefix: 0, ..g };
+            assert!(any.reaches([8, 8, 8, 8]));
+        }
     }
 }
 

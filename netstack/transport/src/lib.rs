@@ -1,0 +1,209 @@
+//! # The transport layer of the BraiNIX network stack: UDP sockets, default deny
+//!
+//! What the transport server (`src/main.rs`) decides, kept apart from the IPC so it is tested on
+//! the host. A client is known by its badge, which the manifest sets and the kernel attaches;
+//! the badge is its grant ([`brainix_proto::transport::Grant`]). Every check is here:
+//!
+//! - `bind`: the grant must be UDP and name the port (else denied, counted);
+//! - `send`: the grant must reach the remote (else denied, counted), and the port must be one
+//!   the caller bound;
+//! - ingress: a datagram goes only to a bound port, and only if that socket's grant reaches
+//!   its sender (else dropped, counted).
+//!
+//! A denial is decided before anything is built or sent: a refused request costs no packet.
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use brainix_abi::Error;
+use brainix_proto::transport::{Grant, MAX_DATAGRAM};
+use brainix_wire::{Drop, Drops, Ipv4Addr, Udp};
+
+/// Sockets the server keeps: one per granted client is what the manifests need.
+pub const SOCKETS: usize = 4;
+
+/// A datagram waiting in a socket.
+pub struct Pending {
+    /// Bytes of `data` used.
+    pub len: usize,
+    /// Sender's address.
+    pub from: Ipv4Addr,
+    /// Sender's port.
+    pub from_port: u16,
+    /// The data.
+    pub data: [u8; MAX_DATAGRAM],
+}
+
+struct Socket {
+    port: u16,
+    owner: u64,
+    grant: Grant,
+    /// One datagram waits; another that arrives before it is taken is dropped and counted.
+    pending: Option<usize>,
+}
+
+/// The counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests refused for want of a grant.
+    pub denied: u64,
+    /// Datagrams handed to clients.
+    pub delivered: u64,
+    /// Datagrams sent for clients.
+    pub sent: u64,
+    /// Incoming datagrams dropped, by reason.
+    pub drops: Drops,
+}
+
+/// The socket table.
+pub struct Sockets {
+    sockets: [Option<Socket>; SOCKETS],
+    mail: [Pending; SOCKETS],
+    /// The counters.
+    pub stats: Stats,
+}
+
+impl Default for Sockets {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sockets {
+    /// No sockets.
+    pub const fn new() -> Self {
+        Sockets {
+            sockets: [const { None }; SOCKETS],
+            mail: [const {
+                Pending {
+                    len: 0,
+                    from: [0; 4],
+                    from_port: 0,
+                    data: [0; MAX_DATAGRAM],
+                }
+            }; SOCKETS],
+            stats: Stats {
+                denied: 0,
+                delivered: 0,
+                sent: 0,
+                drops: Drops([0; Drop::COUNT]),
+            },
+        }
+    }
+
+    fn deny(&mut self) -> Error {
+        self.stats.denied = self.stats.denied.saturating_add(1);
+        Error::MissingRight
+    }
+
+    /// The UDP grant `badge` carries, or a counted denial.
+    fn grant(&mut self, badge: u64) -> Result<Grant, Error> {
+        match Grant::from_badge(badge) {
+            Some(g) if g.udp => Ok(g),
+            _ => Err(self.deny()),
+        }
+    }
+
+    /// Binds `port` for the client with `badge`. Binding again what it holds is no error (a
+    /// restarted client binds anew).
+    pub fn bind(&mut self, badge: u64, port: u16) -> Result<(), Error> {
+        let grant = self.grant(badge)?;
+        if grant.local_port != port || port == 0 {
+            return Err(self.deny());
+        }
+        if let Some(s) = self.sockets.iter().flatten().find(|s| s.port == port) {
+            return if s.owner == badge {
+                Ok(())
+            } else {
+                Err(Error::Busy)
+            };
+        }
+        let free = self.sockets.iter().position(Option::is_none);
+        let slot = free.ok_or(Error::NoSpace)?;
+        self.sockets[slot] = Some(Socket {
+            port,
+            owner: badge,
+            grant,
+            pending: None,
+        });
+        Ok(())
+    }
+
+    fn owned(&self, badge: u64, port: u16) -> Result<usize, Error> {
+        self.sockets
+            .iter()
+            .position(|s| matches!(s, Some(s) if s.port == port && s.owner == badge))
+            .ok_or(Error::NotFound)
+    }
+
+    /// Whether the client with `badge` may send from `port` to `remote`: checked before any
+    /// datagram is built.
+    pub fn may_send(&mut self, badge: u64, port: u16, remote: Ipv4Addr) -> Result<(), Error> {
+        let grant = self.grant(badge)?;
+        if grant.local_port != port || !grant.reaches(remote) {
+            return Err(self.deny());
+        }
+        self.owned(badge, port).map(drop)
+    }
+
+    /// Takes one incoming UDP datagram (header included) from `from` to `to`; it waits in its
+    /// socket or is dropped for a counted reason.
+    pub fn deliver(&mut self, from: Ipv4Addr, to: Ipv4Addr, datagram: &[u8]) {
+        if let Err(why) = self.file(from, to, datagram) {
+            self.stats.drops.count(why);
+        }
+    }
+
+    fn file(&mut self, from: Ipv4Addr, to: Ipv4Addr, datagram: &[u8]) -> Result<(), Drop> {
+        let udp = Udp::parse(datagram, from, to)?;
+        if udp.data.len() > MAX_DATAGRAM {
+            return Err(Drop::Oversize);
+        }
+        let i = self
+            .sockets
+            .iter()
+            .position(|s| matches!(s, Some(s) if s.port == udp.dst_port))
+            .ok_or(Drop::NotForUs)?;
+        let Some(socket) = self.sockets[i].as_mut() else {
+            return Err(Drop::NotForUs);
+        };
+        // Ingress is granted too: only from the remotes the socket's grant names.
+        if !socket.grant.reaches(from) {
+            return Err(Drop::Denied);
+        }
+        if socket.pending.is_some() {
+            return Err(Drop::QueueFull);
+        }
+        let m = &mut self.mail[i];
+        m.len = udp.data.len();
+        m.from = from;
+        m.from_port = udp.src_port;
+        m.data[..m.len].copy_from_slice(udp.data);
+        socket.pending = Some(i);
+        Ok(())
+    }
+
+    /// The datagram waiting for the client's `port`, taken out with `take` (which copies it
+    /// out); `Ok(None)` if none waits.
+    pub fn take<R>(
+        &mut self,
+        badge: u64,
+        port: u16,
+        take: impl FnOnce(&Pending) -> R,
+    ) -> Result<Option<R>, Error> {
+        let i = self.owned(badge, port)?;
+        let Some(socket) = self.sockets[i].as_mut() else {
+            return Err(Error::NotFound);
+        };
+        match socket.pending.take() {
+            Some(m) => {
+                self.stats.delivered += 1;
+                Ok(Some(take(&self.mail[m])))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
