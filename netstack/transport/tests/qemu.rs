@@ -140,8 +140,7 @@ fn udp_echo_answers_the_host_and_ungranted_senders_are_refused_without_a_packet(
     let console = s.console();
     let denied = console[from..]
         .lines()
-        .filter(|l| l.starts_with("[transport] denied: "))
-        .last()
+        .rfind(|l| l.starts_with("[transport] denied: "))
         .unwrap_or(&denied)
         .to_owned();
     assert!(
