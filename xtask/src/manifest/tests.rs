@@ -196,7 +196,7 @@ fn matches(system: &System, cap: &Cap, want: &Expect) -> bool {
 #[test]
 fn the_shipped_systems_give_each_program_the_slots_it_opens() {
     use brainix_proto::{
-        attack, auditor, consent, console, driver, echo, fs, fuzz, shell, supervisor,
+        attack, auditor, consent, console, driver, echo, fs, fuzz, ip, shell, supervisor, transport,
     };
     let (send, receive) = (rights::SEND, rights::RECEIVE);
     let rw = rights::READ | rights::WRITE;
@@ -266,6 +266,7 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                     if name == "test.toml" {
                         l.push((shell::slots::FUZZ, Expect::Endpoint("fuzz", send)));
                         l.push((11, Expect::Report("fuzz.survived".into())));
+                        l.push((shell::slots::IP, Expect::Endpoint("ip", send)));
                     }
                     l
                 }
@@ -355,6 +356,29 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                     (driver::slots::IRQ, Expect::Device(0x1af4, "irq")),
                     (driver::slots::DEVICE, Expect::Device(0x1af4, "config")),
                     (driver::slots::FIRST_BAR, Expect::Device(0x1af4, "bar")),
+                ],
+                "brainix-ip" => vec![
+                    (ip::slots::ENDPOINT, Expect::Endpoint("ip", receive)),
+                    (ip::slots::LINK, Expect::Endpoint("link", send)),
+                    (ip::slots::LOG, Expect::Log),
+                ],
+                "brainix-transport" if p.bin == "brainix-transport" => vec![
+                    (
+                        transport::slots::ENDPOINT,
+                        Expect::Endpoint("transport", receive),
+                    ),
+                    (transport::slots::IP, Expect::Endpoint("ip", send)),
+                    (transport::slots::LOG, Expect::Log),
+                ],
+                "brainix-transport" => vec![
+                    (
+                        transport::client_slots::CONSOLE,
+                        Expect::Endpoint("console", send),
+                    ),
+                    (
+                        transport::client_slots::TRANSPORT,
+                        Expect::Endpoint("transport", send),
+                    ),
                 ],
                 "brainix-virtio-net" if p.bin == "link-probe" => vec![
                     (0, Expect::Endpoint("console", send)),
