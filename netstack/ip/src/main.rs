@@ -25,9 +25,14 @@ fn run(_pid: u64) -> ! {
 #[cfg(target_os = "none")]
 const IDLE_MS: u64 = 20;
 
+/// How long the server waits for a client's next request after serving one, before it goes
+/// back to waiting on the link (frames meanwhile wait in the link server's receive buffers).
+#[cfg(target_os = "none")]
+const GRACE_MS: u64 = 5;
+
 #[cfg(target_os = "none")]
 mod serve {
-    use super::IDLE_MS;
+    use super::{GRACE_MS, IDLE_MS};
     use brainix_abi::{Error, Message};
     use brainix_ip::{Input, MTU, Stack};
     use brainix_proto::{ip, launch_handle, link, status, status_of};
@@ -134,16 +139,23 @@ mod serve {
         ));
         let endpoint = Endpoint(launch_handle(ip::slots::ENDPOINT));
         let mut msg = Message::new(0);
+        // Right after a request, the next one usually follows within a few milliseconds (the
+        // transport server's `SEND` after its `RECV`): wait that long for it before going back
+        // to the link, where a request could wait up to IDLE_MS.
+        let mut grace = 0;
         loop {
-            match endpoint.recv(&mut msg, 0) {
+            match endpoint.recv(&mut msg, grace) {
                 Ok(Received::Message { token, badge, .. }) => {
                     let mut reply = Message::new(0);
                     let result = s.handle(&msg, token, badge, &mut reply);
                     reply.label = status_of(result);
                     let _ = cap::reply(token, &reply);
+                    grace = GRACE_MS;
+                    continue;
                 }
                 Ok(Received::Notification(_)) => {}
                 Err(Error::Timeout) => {
+                    grace = 0;
                     if let Err(e) = s.pump(IDLE_MS) {
                         s.link_trouble(e);
                     }
