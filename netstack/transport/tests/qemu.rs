@@ -1,7 +1,8 @@
 //! The transport server under QEMU: a UDP echo server in the guest answers the host through
 //! the user network's host forwarding (host → QEMU → link → ip → transport → udp-echo and
 //! back), and processes without a grant, or with a grant that does not reach, are refused with
-//! no packet of theirs on the wire (QEMU's `filter-dump` capture, read back here).
+//! no packet of theirs on the wire (QEMU's `filter-dump` capture, read back here); a stopped
+//! transport server fails its client with an error, and restarted, serves it again.
 //!
 //! Needs the images from `cargo xtask build`.
 
@@ -155,6 +156,40 @@ fn udp_echo_answers_the_host_and_ungranted_senders_are_refused_without_a_packet(
     host.send(b"after").unwrap();
     let n = host.recv(&mut buf).expect("echo after the refusals");
     assert_eq!(&buf[..n], b"after");
+
+    // Containment: the transport server stopped, its client gets an error (not a hang) and
+    // the host no echo; restarted, the client binds again and the echo comes back. The IP and
+    // link servers and the kernel carry on throughout.
+    let console = s.console();
+    let pid: u64 = console
+        .lines()
+        .find_map(|l| l.strip_prefix("brainix: launched transport (pid "))
+        .and_then(|l| l.split(',').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no transport pid:\n{console}"));
+    let from = s.console().len();
+    let out = s.command(&format!("kill {pid}"), PROMPT, REPLY);
+    assert!(out.contains(&format!("stopped pid {pid}")), "{out}");
+    s.wait_for_line(from, "UDP-ECHO error recv: peer-dead", REPLY);
+    host.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    host.send(b"while down").unwrap();
+    assert!(
+        host.recv(&mut buf).is_err(),
+        "an echo with no transport server"
+    );
+    let from = s.console().len();
+    s.command("start transport", PROMPT, REPLY);
+    s.wait_for_line(from, "UDP-ECHO bound 7", REPLY);
+    host.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    host.send(b"after restart").unwrap();
+    let mut n = host.recv(&mut buf).expect("echo after the restart");
+    // The datagram sent while it was down waited in the IP server's queue, and may come first.
+    if &buf[..n] == b"while down" {
+        n = host.recv(&mut buf).expect("echo after the restart");
+    }
+    assert_eq!(&buf[..n], b"after restart");
+    let out = s.command("ping 10.0.2.2", PROMPT, REPLY);
+    assert!(out.contains("ping 10.0.2.2: 3 sent, 3 received"), "{out}");
     drop(s);
 
     // The capture holds the echo traffic both ways, and nothing for the probes' port 9999.

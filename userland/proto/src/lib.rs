@@ -519,6 +519,9 @@ pub mod transport {
         pub const CONSOLE: u16 = 0;
         /// The transport endpoint, `SEND`, badge = the grant (or none).
         pub const TRANSPORT: u16 = 1;
+        /// `udp-echo` only: an endpoint of its own, `RECEIVE`, that nobody sends to: it waits
+        /// there (with a timeout) between attempts to bind while the transport server is down.
+        pub const NAP: u16 = 2;
     }
 
     #[cfg(test)]

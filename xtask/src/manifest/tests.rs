@@ -370,16 +370,25 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                     (transport::slots::IP, Expect::Endpoint("ip", send)),
                     (transport::slots::LOG, Expect::Log),
                 ],
-                "brainix-transport" => vec![
-                    (
-                        transport::client_slots::CONSOLE,
-                        Expect::Endpoint("console", send),
-                    ),
-                    (
-                        transport::client_slots::TRANSPORT,
-                        Expect::Endpoint("transport", send),
-                    ),
-                ],
+                "brainix-transport" => {
+                    let mut l = vec![
+                        (
+                            transport::client_slots::CONSOLE,
+                            Expect::Endpoint("console", send),
+                        ),
+                        (
+                            transport::client_slots::TRANSPORT,
+                            Expect::Endpoint("transport", send),
+                        ),
+                    ];
+                    if p.bin == "udp-echo" {
+                        l.push((
+                            transport::client_slots::NAP,
+                            Expect::Endpoint("udp-echo-nap", receive),
+                        ));
+                    }
+                    l
+                }
                 "brainix-virtio-net" if p.bin == "link-probe" => vec![
                     (0, Expect::Endpoint("console", send)),
                     (1, Expect::Endpoint("link", send)),

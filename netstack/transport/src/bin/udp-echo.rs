@@ -1,6 +1,7 @@
 //! udp-echo: a UDP echo server (port 7) on the transport server, as far as its grant goes
-//! (test system; the grant is its badge in the manifest). Lines: `UDP-ECHO bound 7`, or
-//! `UDP-ECHO error <what>` when it cannot bind.
+//! (test system; the grant is its badge in the manifest). Lines: `UDP-ECHO bound 7`, and
+//! `UDP-ECHO error <what>` when a call fails. When the transport server goes away (its calls
+//! answer `peer-dead`) it binds again every 100 ms until a restarted one takes it.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use brainix_abi::{Error, Message};
@@ -21,16 +22,39 @@ fn call(ep: Endpoint, msg: &Message, lease: Option<cap::Lent<'_>>) -> Result<Mes
     status(&reply).map(|()| reply)
 }
 
+/// Waits `ms` on the endpoint nobody sends to.
+fn nap(ms: u64) {
+    let mut msg = Message::new(0);
+    let _ = Endpoint(launch_handle(client_slots::NAP)).recv(&mut msg, ms);
+}
+
+/// Binds the port, retrying while there is no transport server; a refusal ends the program.
+fn bind(ep: Endpoint) {
+    let mut bind = Message::new(transport::BIND);
+    bind.regs[0] = PORT;
+    let mut said = false;
+    loop {
+        match call(ep, &bind, None) {
+            Ok(_) => return println!("UDP-ECHO bound {PORT}"),
+            Err(e @ Error::PeerDead) => {
+                if !said {
+                    println!("UDP-ECHO error bind {PORT}: {}; retrying", e.name());
+                    said = true;
+                }
+                nap(100);
+            }
+            Err(e) => {
+                println!("UDP-ECHO error bind {PORT}: {}", e.name());
+                cap::exit(1);
+            }
+        }
+    }
+}
+
 fn run(_pid: u64) -> ! {
     brainix_rt::set_console(Endpoint(launch_handle(client_slots::CONSOLE)));
     let ep = Endpoint(launch_handle(client_slots::TRANSPORT));
-    let mut bind = Message::new(transport::BIND);
-    bind.regs[0] = PORT;
-    if let Err(e) = call(ep, &bind, None) {
-        println!("UDP-ECHO error bind {PORT}: {}", e.name());
-        cap::exit(1);
-    }
-    println!("UDP-ECHO bound {PORT}");
+    bind(ep);
     let mut buf = [0u8; MAX_DATAGRAM];
     loop {
         let mut recv = Message::new(transport::RECV_FROM);
@@ -40,8 +64,10 @@ fn run(_pid: u64) -> ! {
             Ok(r) => r,
             Err(Error::Timeout) => continue,
             Err(e) => {
+                // A restarted transport server has forgotten the socket: bind anew.
                 println!("UDP-ECHO error recv: {}", e.name());
-                cap::exit(1);
+                bind(ep);
+                continue;
             }
         };
         let len = (r.regs[0] as usize).min(MAX_DATAGRAM);
