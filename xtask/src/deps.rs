@@ -44,7 +44,7 @@ pub fn closure(workspace: &Path, target: &str) -> Result<BTreeSet<String>, Strin
 }
 
 /// The walk itself, on `cargo metadata` output: start from every workspace member whose
-/// manifest lives under `kernel/`, `abi/`, `userland/`, `drivers/` or `loader/`.
+/// manifest lives under `kernel/`, `abi/`, `userland/`, `drivers/`, `netstack/` or `loader/`.
 pub fn external_closure(meta: &Value) -> Result<BTreeSet<String>, String> {
     let packages = meta["packages"].as_array().ok_or("no packages")?;
     let names: BTreeMap<&str, (&str, bool)> = packages
@@ -55,9 +55,16 @@ pub fn external_closure(meta: &Value) -> Result<BTreeSet<String>, String> {
         })
         .collect();
     let target_side = |manifest: &str| {
-        ["/kernel/", "/abi/", "/userland/", "/drivers/", "/loader/"]
-            .iter()
-            .any(|d| manifest.contains(d))
+        [
+            "/kernel/",
+            "/abi/",
+            "/userland/",
+            "/drivers/",
+            "/netstack/",
+            "/loader/",
+        ]
+        .iter()
+        .any(|d| manifest.contains(d))
     };
     let roots: Vec<&str> = packages
         .iter()
