@@ -70,6 +70,7 @@ fn run(_pid: u64) -> ! {
     };
     let mut d = Buffer::<160>::new();
 
+    let start = t.generation();
     // 1. No authority of its own.
     let own = ProcessControl(t.consent.0).restart();
     let absent = ProcessControl(Handle::new(29, 1)).restart();
@@ -83,8 +84,9 @@ fn run(_pid: u64) -> ! {
     verdict(TENANT_ONLY, pass, d.as_str());
     let Ok(p1) = p1 else { brainix_rt::exit(1) };
 
-    // 2. Denied on the console: nothing happens.
-    let before = t.generation();
+    // 2. Denied on the console: nothing happens. Each baseline is read before the verdict that
+    // lets the runner type the next decision, so a fast decision cannot slip in before it.
+    let before = start;
     let r1 = t.wait(p1);
     let after = t.generation();
     let p2 = t.propose(WAIT_MS);
@@ -98,7 +100,7 @@ fn run(_pid: u64) -> ! {
     let Ok(p2) = p2 else { brainix_rt::exit(1) };
 
     // 3. Approved on the console: the action happens, once.
-    let before = t.generation();
+    let before = after;
     let r2 = t.wait(p2);
     let after = t.generation();
     let once = r2 == Ok(()) && after == before + 1;
