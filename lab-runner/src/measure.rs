@@ -53,21 +53,32 @@ pub fn predict(pcr: u32, image: &Path, cmdline: &str) -> Result<[u8; 32], String
     }
 }
 
+/// The release manifest in `dir`: `Err` when there is none to read, `Ok(Err)` when it is not JSON.
+fn read_manifest(dir: &Path) -> Result<Result<serde_json::Value, String>, String> {
+    let path = dir.join(RELEASE_MANIFEST);
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    Ok(serde_json::from_str(&text).map_err(|e| format!("{RELEASE_MANIFEST} is not JSON: {e}")))
+}
+
+/// The SHA-256 the manifest lists for file `name`.
+fn listed_sha256<'m>(m: &'m serde_json::Value, name: &str) -> Option<&'m str> {
+    m["files"]
+        .as_array()
+        .and_then(|fs| fs.iter().find(|f| f["name"] == name))
+        .and_then(|f| f["sha256"].as_str())
+}
+
 /// When the release manifest beside `image` lists that file, the file must be the one it lists:
 /// a kernel changed after the release was published predicts nothing.
 fn published_file_matches(image: &Path, data: &[u8]) -> Result<(), String> {
     let dir = image.parent().unwrap_or(Path::new("."));
-    let Ok(text) = std::fs::read_to_string(dir.join(RELEASE_MANIFEST)) else {
+    let Ok(m) = read_manifest(dir) else {
         return Ok(());
     };
-    let m: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{RELEASE_MANIFEST} is not JSON: {e}"))?;
+    let m = m?;
     let name = image.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let listed = m["files"]
-        .as_array()
-        .and_then(|fs| fs.iter().find(|f| f["name"] == name))
-        .and_then(|f| f["sha256"].as_str());
-    match listed {
+    match listed_sha256(&m, name) {
         Some(want) if want != hex(&sha256(data)) => Err(format!(
             "{name} is not the image {RELEASE_MANIFEST} was published for"
         )),
@@ -78,17 +89,10 @@ fn published_file_matches(image: &Path, data: &[u8]) -> Result<(), String> {
 /// PCR 4 as the release manifest in `dir` publishes it, if that manifest lists the loader that is
 /// actually there.
 fn published_pcr4(dir: &Path) -> Result<[u8; 32], String> {
-    let path = dir.join(RELEASE_MANIFEST);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("no published prediction: reading {}: {e}", path.display()))?;
-    let m: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+    let m = read_manifest(dir).map_err(|e| format!("no published prediction: {e}"))??;
     let loader =
         std::fs::read(dir.join(LOADER_FILE)).map_err(|e| format!("reading {LOADER_FILE}: {e}"))?;
-    let listed = m["files"]
-        .as_array()
-        .and_then(|fs| fs.iter().find(|f| f["name"] == LOADER_FILE))
-        .and_then(|f| f["sha256"].as_str())
+    let listed = listed_sha256(&m, LOADER_FILE)
         .ok_or_else(|| format!("{RELEASE_MANIFEST} lists no {LOADER_FILE}"))?;
     if listed != hex(&sha256(&loader)) {
         return Err(format!(
