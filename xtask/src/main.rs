@@ -272,19 +272,19 @@ fn compile_systems(out: &Path) -> Result<BTreeMap<&'static str, PathBuf>, String
     let bin_dir = programs_dir();
     let mut files = BTreeMap::new();
     for (name, system) in systems {
-        let path_of = |p: &manifest::Process| bin_dir.join(&p.bin);
+        let images = configured_images(name, &system, &bin_dir)?;
         let read = |p: &manifest::Process| {
-            std::fs::read(path_of(p)).map_err(|e| {
+            let path = &images[system.processes.iter().position(|q| q == p).unwrap_or(0)];
+            std::fs::read(path).map_err(|e| {
                 format!(
                     "cannot read program {} ({e}); expected package {:?} to build a binary {:?}",
-                    path_of(p).display(),
+                    path.display(),
                     p.package,
                     p.bin
                 )
             })
         };
         manifest::check_images(&system, &read).map_err(|e| e.to_string())?;
-        let images: Vec<PathBuf> = system.processes.iter().map(path_of).collect();
         let text = programs_by_env(manifest::generate(&system, &images), &images)?;
         let file = out.join(format!("system-{name}.rs"));
         // Rewritten only when it changes, so that an unchanged system does not relink.
@@ -294,6 +294,42 @@ fn compile_systems(out: &Path) -> Result<BTreeMap<&'static str, PathBuf>, String
         files.insert(name, file);
     }
     Ok(files)
+}
+
+/// The image each process of `system` runs: the program as built, or, for a process with a
+/// configuration (an interface, socket grants), a copy with its block written
+/// (`manifest::configure`), next to the program as `<bin>.<system>.<process>`. A copy is
+/// rewritten only when it changes, so that an unchanged system does not relink.
+fn configured_images(
+    system_name: &str,
+    system: &manifest::System,
+    bin_dir: &Path,
+) -> Result<Vec<PathBuf>, String> {
+    let mut images = Vec::new();
+    for p in &system.processes {
+        let built = bin_dir.join(&p.bin);
+        let bytes = std::fs::read(&built).map_err(|e| {
+            format!(
+                "cannot read program {} ({e}); expected package {:?} to build a binary {:?}",
+                built.display(),
+                p.package,
+                p.bin
+            )
+        })?;
+        let configured = manifest::configure(p, &bytes)
+            .map_err(|e| format!("{}: {e}", system.file.display()))?;
+        let Some(image) = configured else {
+            images.push(built);
+            continue;
+        };
+        let path = bin_dir.join(format!("{}.{system_name}.{}", p.bin, p.name));
+        if std::fs::read(&path).ok().as_deref() != Some(image.as_slice()) {
+            std::fs::write(&path, &image)
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+        images.push(path);
+    }
+    Ok(images)
 }
 
 /// The environment variable naming the directory of the built user programs, for the kernel

@@ -55,6 +55,8 @@
 //! is missing); every other process runs as usual.
 
 use brainix_abi::rights;
+use brainix_proto::config::Record;
+use brainix_proto::transport::{Grant, MAX_GRANTS, grant_badge};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -133,6 +135,9 @@ impl fmt::Display for Errors {
     }
 }
 
+mod net;
+pub use net::configure;
+
 // ---- the file as written ----
 
 #[derive(Deserialize)]
@@ -185,6 +190,7 @@ struct ProcessToml {
     #[serde(default)]
     restartable: bool,
     caps: Option<Spanned<Vec<Spanned<CapToml>>>>,
+    interface: Option<Spanned<net::InterfaceToml>>,
 }
 
 #[derive(Deserialize)]
@@ -204,6 +210,10 @@ struct CapToml {
     check: Option<Spanned<String>>,
     device: Option<Spanned<String>>,
     bar: Option<Spanned<i64>>,
+    protocol: Option<Spanned<String>>,
+    local_ports: Option<Spanned<String>>,
+    remote: Option<Spanned<String>>,
+    remote_ports: Option<Spanned<String>>,
 }
 
 // ---- the checked system ----
@@ -234,6 +244,9 @@ pub struct Process {
     pub restartable: bool,
     /// Capabilities, in slot order.
     pub caps: Vec<Cap>,
+    /// What goes into its configuration block: its interface, and the socket grants it
+    /// enforces as the receiver of their endpoint.
+    pub config: Vec<Record>,
     /// Line of `program`, for image errors.
     program_line: usize,
     /// Line of `memory_pages`, for budget errors.
@@ -273,6 +286,10 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
         let line = line_of(self.src, at.span().start);
+        self.error_at(line, message);
+    }
+
+    fn error_at(&mut self, line: usize, message: impl Into<String>) {
         self.errors.push(Diagnostic {
             file: self.file.to_path_buf(),
             line,
@@ -434,6 +451,9 @@ pub fn check(file: &Path, src: &str) -> Result<System, Errors> {
     let mut irq_owner: BTreeMap<u8, String> = BTreeMap::new();
     // Badges of the senders on each endpoint, so that no two processes look alike to a server.
     let mut badges: BTreeMap<(u16, u64), String> = BTreeMap::new();
+    // Socket grants by endpoint, with the line of each; and where an explicit badge was set.
+    let mut grants: BTreeMap<u16, Vec<(Grant, usize)>> = BTreeMap::new();
+    let mut explicit_badges: Vec<(u16, usize)> = Vec::new();
     for (pid, p) in parsed.processes.iter().enumerate() {
         let p = p.get_ref();
         let pname = p.name.get_ref().clone();
@@ -476,10 +496,14 @@ pub fn check(file: &Path, src: &str) -> Result<System, Errors> {
                 (&endpoint_ids, &pids),
                 &mut reports,
                 &devices,
+                &mut grants,
             );
             let Some(resolved) = resolved else {
                 continue;
             };
+            if let (Cap::Endpoint { endpoint, .. }, Some(b)) = (&resolved, &cap.get_ref().badge) {
+                explicit_badges.push((*endpoint, line_of(src, b.span().start)));
+            }
             if let Some(dev) = &cap.get_ref().device {
                 let dev = dev.get_ref().clone();
                 if let Some(other) = device_owner.insert(dev.clone(), pname.clone())
@@ -534,7 +558,15 @@ pub fn check(file: &Path, src: &str) -> Result<System, Errors> {
             }
             caps.push(resolved);
         }
+        let config = match &p.interface {
+            Some(i) => net::interface(&mut c, &pname, i)
+                .map(Record::Interface)
+                .into_iter()
+                .collect(),
+            None => Vec::new(),
+        };
         processes.push(Process {
+            config,
             name: pname,
             package: p.program.get_ref().clone(),
             bin: p
@@ -576,6 +608,38 @@ pub fn check(file: &Path, src: &str) -> Result<System, Errors> {
         }
     }
 
+    // Socket grants go to the one receiver of their endpoint, which enforces them; nothing else
+    // on that endpoint may carry a badge of its choosing.
+    for (endpoint, list) in &grants {
+        let ename = parsed.endpoints[usize::from(*endpoint)]
+            .get_ref()
+            .name
+            .get_ref();
+        for &(e, line) in &explicit_badges {
+            if e == *endpoint {
+                c.error_at(line, format!("endpoint {ename:?} serves sockets, so its capabilities take no explicit badge; expected a socket capability for a grant, or no badge"));
+            }
+        }
+        if let Some(&(_, line)) = list.get(MAX_GRANTS) {
+            c.error_at(
+                line,
+                format!(
+                    "endpoint {ename:?} has {} socket grants; expected at most {MAX_GRANTS}",
+                    list.len()
+                ),
+            );
+        }
+        let receiver = receivers.get(endpoint).and_then(|r| r.first());
+        if let Some(server) = processes.iter_mut().find(|p| Some(&p.name) == receiver) {
+            for (index, (grant, _)) in list.iter().enumerate().take(MAX_GRANTS) {
+                server.config.push(Record::Grant {
+                    index: index as u16,
+                    grant: *grant,
+                });
+            }
+        }
+    }
+
     if !c.errors.is_empty() {
         c.errors.sort_by_key(|d| d.line);
         return Err(Errors(c.errors));
@@ -606,6 +670,13 @@ fn fields_allowed(kind: &str) -> Option<&'static [&'static str]> {
         "device-config" => &["device", "rights"],
         "device-bar" => &["device", "bar", "rights"],
         "device-irq" => &["device", "bit"],
+        "socket" => &[
+            "endpoint",
+            "protocol",
+            "local_ports",
+            "remote",
+            "remote_ports",
+        ],
         "audit-read" | "log" => &[],
         _ => return None,
     })
@@ -618,6 +689,7 @@ fn check_cap(
     (endpoints, pids): (&BTreeMap<String, u16>, &BTreeMap<String, u16>),
     reports: &mut Vec<String>,
     devices: &BTreeMap<String, PciMatch>,
+    grants: &mut BTreeMap<u16, Vec<(Grant, usize)>>,
 ) -> Option<Cap> {
     let t = cap.get_ref();
     let kind = t.kind.get_ref().as_str();
@@ -625,7 +697,7 @@ fn check_cap(
         c.error(
             &t.kind,
             format!(
-                "process {pname:?}: unknown capability type {kind:?}; expected one of endpoint, io-ports, irq, mmio, dma-pool, process-control, audit-read, log, report, device-config, device-bar, device-irq"
+                "process {pname:?}: unknown capability type {kind:?}; expected one of endpoint, io-ports, irq, mmio, dma-pool, process-control, audit-read, log, report, device-config, device-bar, device-irq, socket"
             ),
         );
         return None;
@@ -643,6 +715,10 @@ fn check_cap(
         ("check", t.check.is_some()),
         ("device", t.device.is_some()),
         ("bar", t.bar.is_some()),
+        ("protocol", t.protocol.is_some()),
+        ("local_ports", t.local_ports.is_some()),
+        ("remote", t.remote.is_some()),
+        ("remote_ports", t.remote_ports.is_some()),
     ];
     let mut ok = true;
     for (field, is) in present {
@@ -698,6 +774,13 @@ fn check_cap(
             need(c, "device", t.device.is_some());
             need(c, "bit", t.bit.is_some());
         }
+        "socket" => {
+            need(c, "endpoint", t.endpoint.is_some());
+            need(c, "protocol", t.protocol.is_some());
+            need(c, "local_ports", t.local_ports.is_some());
+            need(c, "remote", t.remote.is_some());
+            need(c, "remote_ports", t.remote_ports.is_some());
+        }
         _ => {}
     }
     if !ok {
@@ -730,13 +813,7 @@ fn check_cap(
         good.then_some(bits)
     };
     match kind {
-        "endpoint" => {
-            let valid = [
-                ("send", rights::SEND),
-                ("receive", rights::RECEIVE),
-                ("revoke", rights::REVOKE),
-            ];
-            let rights = rights_of(c, &valid);
+        "endpoint" | "socket" => {
             let name = t.endpoint.as_ref()?;
             let endpoint = endpoints.get(name.get_ref()).copied();
             if endpoint.is_none() {
@@ -745,6 +822,28 @@ fn check_cap(
                     format!("process {pname:?}: endpoint {:?} is not declared; expected an [[endpoint]] with that name", name.get_ref()),
                 );
             }
+            if kind == "socket" {
+                let asked = net::SocketToml {
+                    protocol: t.protocol.as_ref()?,
+                    local_ports: t.local_ports.as_ref()?,
+                    remote: t.remote.as_ref()?,
+                    remote_ports: t.remote_ports.as_ref()?,
+                };
+                let grant = net::grant(c, pname, asked)?;
+                let list = grants.entry(endpoint?).or_default();
+                list.push((grant, line_of(c.src, cap.span().start)));
+                return Some(Cap::Endpoint {
+                    endpoint: endpoint?,
+                    rights: rights::SEND,
+                    badge: grant_badge((list.len() - 1) as u16),
+                });
+            }
+            let valid = [
+                ("send", rights::SEND),
+                ("receive", rights::RECEIVE),
+                ("revoke", rights::REVOKE),
+            ];
+            let rights = rights_of(c, &valid);
             let badge = match &t.badge {
                 Some(b) => c.ranged(b, "badge", 0, i64::MAX)? as u64,
                 None => pid as u64,

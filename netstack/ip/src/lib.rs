@@ -97,6 +97,11 @@ impl Stack {
         self.config.address
     }
 
+    /// The interface's configuration.
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
     fn on_link(&self, ip: Ipv4Addr) -> bool {
         let prefix = u32::from(self.config.prefix.min(32));
         let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);

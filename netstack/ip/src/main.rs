@@ -35,7 +35,7 @@ mod serve {
     use super::{GRACE_MS, IDLE_MS};
     use brainix_abi::{Error, Message};
     use brainix_ip::{Input, MTU, Stack};
-    use brainix_proto::{ip, launch_handle, link, status, status_of};
+    use brainix_proto::{config, ip, launch_handle, link, status, status_of};
     use brainix_rt::fmt::Buffer;
     use brainix_rt::{Endpoint, Log, Received, ReplyToken, cap};
     use brainix_wire::{Drop, IpText, Ipv4Addr, Mac, PROTO_UDP};
@@ -112,11 +112,28 @@ mod serve {
         }
     }
 
+    /// The interface the manifest wrote into this server's configuration block. Without one
+    /// (or with a block that does not parse) there is no network: every client is told so.
+    fn interface() -> ip::Config {
+        let why = match config::interface() {
+            Ok(Some(c)) => return c,
+            Ok(None) => "no interface in this server's configuration",
+            Err(_) => "its configuration block is malformed",
+        };
+        log(format_args!(
+            "no network: {why}; expected `interface` on this process in the manifest"
+        ));
+        loop {
+            refuse_for(1000, Error::PeerDead);
+        }
+    }
+
     pub fn run(pid: u64) -> ! {
+        let config = interface();
         let link = Endpoint(launch_handle(ip::slots::LINK));
         let mac = link_mac(link);
         let mut s = Server {
-            stack: Stack::new(mac, ip::CONFIG),
+            stack: Stack::new(mac, config),
             link,
             ident: 0x4200 ^ pid as u16,
             frame: [0; MTU],
@@ -133,9 +150,9 @@ mod serve {
         };
         log(format_args!(
             "ip {}/{} gateway {} on the link server",
-            IpText(ip::CONFIG.address),
-            ip::CONFIG.prefix,
-            IpText(ip::CONFIG.gateway)
+            IpText(config.address),
+            config.prefix,
+            IpText(config.gateway)
         ));
         let endpoint = Endpoint(launch_handle(ip::slots::ENDPOINT));
         let mut msg = Message::new(0);
@@ -222,6 +239,16 @@ mod serve {
                     let dst = (msg.regs[0] as u32).to_be_bytes();
                     let (ticks, ttl) = self.ping(dst, msg.regs[1] as u16)?;
                     reply.regs = [ticks, u64::from(ttl), 0, 0];
+                    Ok(())
+                }
+                ip::INFO => {
+                    let c = self.stack.config();
+                    reply.regs = [
+                        u64::from(u32::from_be_bytes(c.address)),
+                        u64::from(c.prefix),
+                        u64::from(u32::from_be_bytes(c.gateway)),
+                        0,
+                    ];
                     Ok(())
                 }
                 ip::STATS => {

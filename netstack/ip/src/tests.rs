@@ -1,6 +1,13 @@
 extern crate std;
 use super::*;
-use brainix_proto::ip::CONFIG;
+use brainix_proto::ip::Config;
+
+/// QEMU's user network, as the test system's manifest gives it.
+const CONFIG: Config = Config {
+    address: [10, 0, 2, 15],
+    prefix: 24,
+    gateway: [10, 0, 2, 2],
+};
 use brainix_wire::{PROTO_UDP, write_udp};
 use std::vec::Vec;
 

@@ -2,13 +2,14 @@
 //!
 //! What the transport server (`src/main.rs`) decides, kept apart from the IPC so it is tested on
 //! the host. A client is known by its badge, which the manifest sets and the kernel attaches;
-//! the badge is its grant ([`brainix_proto::transport::Grant`]). Every check is here:
+//! the badge names its grant ([`brainix_proto::transport::Grant`]), which the manifest compiler
+//! wrote into this server's configuration block ([`Grants`]). Every check is here:
 //!
 //! - `bind`: the grant must be UDP and name the port (else denied, counted);
-//! - `send`: the grant must reach the remote (else denied, counted), and the port must be one
-//!   the caller bound;
+//! - `send`: the grant must reach the remote address and port (else denied, counted), and the
+//!   port must be one the caller bound;
 //! - ingress: a datagram goes only to a bound port, and only if that socket's grant reaches
-//!   its sender (else dropped, counted).
+//!   its sender's address and port (else dropped, counted).
 //!
 //! A denial is decided before anything is built or sent: a refused request costs no packet.
 #![no_std]
@@ -16,7 +17,8 @@
 #![deny(missing_docs)]
 
 use brainix_abi::Error;
-use brainix_proto::transport::{Grant, MAX_DATAGRAM};
+use brainix_proto::config::{Malformed, Record};
+use brainix_proto::transport::{Grant, MAX_DATAGRAM, MAX_GRANTS, Protocol, grant_index};
 use brainix_wire::{Drop, Drops, Ipv4Addr, Udp};
 
 /// Sockets the server keeps: one per granted client is what the manifests need.
@@ -55,24 +57,60 @@ pub struct Stats {
     pub drops: Drops,
 }
 
+/// The grants this server enforces, by index: what its configuration block says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grants([Option<Grant>; MAX_GRANTS]);
+
+impl Grants {
+    /// No grants: everything is denied.
+    pub const NONE: Grants = Grants([None; MAX_GRANTS]);
+
+    /// The grant records among `records` (a configuration block's). A fault in the block, an
+    /// index past [`MAX_GRANTS`] or an index given twice refuses them all: a server with a
+    /// doubtful table grants nothing.
+    pub fn from_records(
+        records: impl IntoIterator<Item = Result<Record, Malformed>>,
+    ) -> Result<Grants, Malformed> {
+        let mut g = Grants::NONE;
+        for r in records {
+            if let Record::Grant { index, grant } = r? {
+                let slot = g.0.get_mut(usize::from(index)).ok_or(Malformed::Field)?;
+                if slot.replace(grant).is_some() {
+                    return Err(Malformed::Field);
+                }
+            }
+        }
+        Ok(g)
+    }
+
+    /// The grant `badge` names.
+    pub fn of(&self, badge: u64) -> Option<Grant> {
+        self.0
+            .get(usize::from(grant_index(badge)?))
+            .copied()
+            .flatten()
+    }
+
+    /// How many there are.
+    pub fn count(&self) -> usize {
+        self.0.iter().flatten().count()
+    }
+}
+
 /// The socket table.
 pub struct Sockets {
+    grants: Grants,
     sockets: [Option<Socket>; SOCKETS],
     mail: [Pending; SOCKETS],
     /// The counters.
     pub stats: Stats,
 }
 
-impl Default for Sockets {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Sockets {
-    /// No sockets.
-    pub const fn new() -> Self {
+    /// No sockets yet; clients may do what `grants` say.
+    pub const fn new(grants: Grants) -> Self {
         Sockets {
+            grants,
             sockets: [const { None }; SOCKETS],
             mail: [const {
                 Pending {
@@ -91,6 +129,11 @@ impl Sockets {
         }
     }
 
+    /// The grants it enforces.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
     fn deny(&mut self) -> Error {
         self.stats.denied = self.stats.denied.saturating_add(1);
         Error::MissingRight
@@ -98,8 +141,8 @@ impl Sockets {
 
     /// The UDP grant `badge` carries, or a counted denial.
     fn grant(&mut self, badge: u64) -> Result<Grant, Error> {
-        match Grant::from_badge(badge) {
-            Some(g) if g.udp => Ok(g),
+        match self.grants.of(badge) {
+            Some(g) if g.protocol == Protocol::Udp => Ok(g),
             _ => Err(self.deny()),
         }
     }
@@ -108,7 +151,7 @@ impl Sockets {
     /// restarted client binds anew).
     pub fn bind(&mut self, badge: u64, port: u16) -> Result<(), Error> {
         let grant = self.grant(badge)?;
-        if grant.local_port != port || port == 0 {
+        if !grant.local(Protocol::Udp, port) {
             return Err(self.deny());
         }
         if let Some(s) = self.sockets.iter().flatten().find(|s| s.port == port) {
@@ -136,11 +179,16 @@ impl Sockets {
             .ok_or(Error::NotFound)
     }
 
-    /// Whether the client with `badge` may send from `port` to `remote`: checked before any
-    /// datagram is built.
-    pub fn may_send(&mut self, badge: u64, port: u16, remote: Ipv4Addr) -> Result<(), Error> {
+    /// Whether the client with `badge` may send from `port` to `remote`, port `remote_port`:
+    /// checked before any datagram is built.
+    pub fn may_send(
+        &mut self,
+        badge: u64,
+        port: u16,
+        (remote, remote_port): (Ipv4Addr, u16),
+    ) -> Result<(), Error> {
         let grant = self.grant(badge)?;
-        if grant.local_port != port || !grant.reaches(remote) {
+        if !grant.local(Protocol::Udp, port) || !grant.reaches(remote, remote_port) {
             return Err(self.deny());
         }
         self.owned(badge, port).map(drop)
@@ -168,7 +216,7 @@ impl Sockets {
             return Err(Drop::NotForUs);
         };
         // Ingress is granted too: only from the remotes the socket's grant names.
-        if !socket.grant.reaches(from) {
+        if !socket.grant.reaches(from, udp.src_port) {
             return Err(Drop::Denied);
         }
         if socket.pending.is_some() {

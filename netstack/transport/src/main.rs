@@ -23,12 +23,13 @@ fn run(_pid: u64) -> ! {
 #[cfg(target_os = "none")]
 mod serve {
     use brainix_abi::{Error, FOREVER, Message};
+    use brainix_proto::config;
     use brainix_proto::transport::{self, MAX_DATAGRAM, slots};
     use brainix_proto::{ip, launch_handle, status, status_of};
     use brainix_rt::fmt::Buffer;
     use brainix_rt::{Endpoint, Log, Received, ReplyToken, cap};
-    use brainix_transport::Sockets;
-    use brainix_wire::{PROTO_UDP, UDP_HEADER, write_udp};
+    use brainix_transport::{Grants, Sockets};
+    use brainix_wire::{Ipv4Addr, PROTO_UDP, UDP_HEADER, write_udp};
     use core::fmt::Write;
 
     fn log(args: core::fmt::Arguments<'_>) {
@@ -42,16 +43,36 @@ mod serve {
     struct Server {
         sockets: Sockets,
         ip: Endpoint,
+        /// This host's address, asked of the IP server when first needed.
+        address: Option<Ipv4Addr>,
         buf: [u8; BUF],
+    }
+
+    /// The grants the manifest wrote into this server's configuration block. A block that does
+    /// not parse grants nothing, and says so.
+    fn grants() -> Grants {
+        match config::records().and_then(Grants::from_records) {
+            Ok(g) => g,
+            Err(e) => {
+                log(format_args!(
+                    "configuration block refused ({e:?}): every request will be denied"
+                ));
+                Grants::NONE
+            }
+        }
     }
 
     pub fn run() -> ! {
         let mut s = Server {
-            sockets: Sockets::new(),
+            sockets: Sockets::new(grants()),
             ip: Endpoint(launch_handle(slots::IP)),
+            address: None,
             buf: [0; BUF],
         };
-        log(format_args!("udp sockets, default deny"));
+        log(format_args!(
+            "udp sockets, default deny; {} grants",
+            s.sockets.grants().count()
+        ));
         let endpoint = Endpoint(launch_handle(slots::ENDPOINT));
         let mut msg = Message::new(0);
         let mut received = endpoint.recv(&mut msg, FOREVER);
@@ -83,6 +104,19 @@ mod serve {
     }
 
     impl Server {
+        /// This host's address: the IP server's interface, asked once.
+        fn address(&mut self) -> Result<Ipv4Addr, Error> {
+            if let Some(a) = self.address {
+                return Ok(a);
+            }
+            let mut r = Message::new(0);
+            self.ip.call(&Message::new(ip::INFO), &[], &mut r)?;
+            status(&r)?;
+            let a = (r.regs[0] as u32).to_be_bytes();
+            self.address = Some(a);
+            Ok(a)
+        }
+
         fn handle(
             &mut self,
             msg: &Message,
@@ -97,7 +131,8 @@ mod serve {
                 transport::SEND_TO => {
                     let remote = (msg.regs[1] as u32).to_be_bytes();
                     // The grant is checked before anything is read, built or sent.
-                    self.sockets.may_send(badge, port, remote)?;
+                    self.sockets
+                        .may_send(badge, port, (remote, msg.regs[2] as u16))?;
                     let len = msg.regs[3] as usize;
                     if len > MAX_DATAGRAM {
                         return Err(Error::OutOfRange);
@@ -109,9 +144,10 @@ mod serve {
                     if cap::lease_read(token, 0, 0, &mut data[..len])? != len {
                         return Err(Error::BadLease);
                     }
+                    let me = self.address()?;
                     let n = write_udp(
                         &mut self.buf,
-                        ip::CONFIG.address,
+                        me,
                         remote,
                         port,
                         msg.regs[2] as u16,
@@ -178,8 +214,8 @@ mod serve {
             }
             let len = (r.regs[0] as usize).min(BUF);
             let from = (r.regs[1] as u32).to_be_bytes();
-            self.sockets
-                .deliver(from, ip::CONFIG.address, &self.buf[..len]);
+            let me = self.address()?;
+            self.sockets.deliver(from, me, &self.buf[..len]);
             Ok(())
         }
     }

@@ -22,6 +22,8 @@
 
 use brainix_abi::{Error, Handle, Message};
 
+pub mod config;
+
 /// The reply label meaning success.
 pub const OK: u64 = 0;
 
@@ -345,11 +347,13 @@ pub mod link {
 }
 
 /// The IP server (`netstack/ip`): IPv4 on one interface, ARP, ICMP echo; a client of the link
-/// server. Its address is static ([`ip::CONFIG`]).
+/// server. Its interface is static: the `interface` the manifest gives it, written into its
+/// configuration block ([`crate::config`]).
 ///
 /// | label | request | reply |
 /// | --- | --- | --- |
 /// | [`ip::PING`] | `regs[0]` = destination address (big-endian in the low 32 bits), `regs[1]` = sequence number | `regs[0]` = round trip in TSC ticks, `regs[1]` = the reply's TTL |
+/// | [`ip::INFO`] | | `regs[0]` = this host's address, `regs[1]` = prefix length, `regs[2]` = gateway |
 /// | [`ip::STATS`] | | `regs[0]` = frames in, `regs[1]` = frames out, `regs[2]` = echo requests answered, `regs[3]` = frames dropped; payload = one little-endian `u64` per drop reason, in `brainix_wire::Drop` order |
 ///
 /// `SEND` and `RECV` serve the transport server alone ([`ip::TRANSPORT_BADGE`]).
@@ -364,13 +368,15 @@ pub mod ip {
     pub const STATS: u64 = 2;
     /// Transport server only: send one transport-layer message. `regs[0]` = destination
     /// address, `regs[1]` = IP protocol, `regs[2]` = length; lease 0 (`READ`) holds it,
-    /// checksum filled with this host's address ([`CONFIG`]) in the pseudo-header.
+    /// checksum filled with this host's address ([`INFO`]) in the pseudo-header.
     pub const SEND: u64 = 3;
     /// Transport server only: the next UDP datagram for this host, waiting up to `regs[0]` ms
     /// (at most [`RECV_WAIT_MAX_MS`]). Lease 0 (`WRITE`) gets the datagram (header included,
     /// its checksum already verified); reply `regs[0]` = length, `regs[1]` = source address,
     /// `regs[2]` = IP protocol.
     pub const RECV: u64 = 4;
+    /// The interface: address, prefix, gateway.
+    pub const INFO: u64 = 5;
     /// The longest a `RECV` waits: other clients (a `ping`) wait behind it.
     pub const RECV_WAIT_MAX_MS: u64 = 50;
     /// The badge the manifest gives the transport server's capability to the IP endpoint:
@@ -390,13 +396,6 @@ pub mod ip {
         /// Where everything off the local network goes.
         pub gateway: [u8; 4],
     }
-
-    /// QEMU's user network: the guest is 10.0.2.15/24 behind the gateway 10.0.2.2.
-    pub const CONFIG: Config = Config {
-        address: [10, 0, 2, 15],
-        prefix: 24,
-        gateway: [10, 0, 2, 2],
-    };
 
     /// The IP server's slots.
     pub mod slots {
@@ -439,67 +438,92 @@ pub mod transport {
     /// How long one `RECV_FROM` may wait: the server serves one client at a time.
     pub const RECV_WAIT_MAX_MS: u64 = 200;
 
-    /// A socket grant, as the badge of a client's capability to the transport endpoint:
+    /// The most grants one transport server enforces (the manifest compiler refuses more).
+    /// Sized for a system's worth of network clients, and so that the records fit in one
+    /// [`crate::config::BLOCK`].
+    pub const MAX_GRANTS: usize = 32;
+
+    /// The part of a badge that marks it as a grant; the low 16 bits are the grant's index in
+    /// the transport server's configuration. The manifest compiler gives these badges only to
+    /// `socket` capabilities and refuses an explicit badge on an endpoint that serves sockets,
+    /// so a plain badge (a pid) is never a grant.
+    pub const GRANT_BADGE: u64 = 0x736f_636b_6574_0000;
+
+    /// The badge of grant `index`.
+    pub const fn grant_badge(index: u16) -> u64 {
+        GRANT_BADGE | index as u64
+    }
+
+    /// The grant index a badge carries, if it is a grant's.
+    pub const fn grant_index(badge: u64) -> Option<u16> {
+        if badge & !0xffff == GRANT_BADGE {
+            Some(badge as u16)
+        } else {
+            None
+        }
+    }
+
+    /// A transport protocol a grant names.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Protocol {
+        /// UDP.
+        Udp,
+        /// TCP.
+        Tcp,
+    }
+
+    /// Ports `first..=last`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct PortRange {
+        /// The first port.
+        pub first: u16,
+        /// The last port, at least `first`.
+        pub last: u16,
+    }
+
+    impl PortRange {
+        /// Whether `port` lies in the range.
+        pub fn contains(&self, port: u16) -> bool {
+            (self.first..=self.last).contains(&port)
+        }
+    }
+
+    /// A socket grant: what one `socket` capability of the manifest lets its holder reach.
+    /// The transport server holds the grants in its configuration block
+    /// ([`crate::config`]); a client's badge names its grant ([`grant_badge`]), and the kernel
+    /// attaches the badge, so no client can claim another's.
     ///
-    /// | bits | meaning |
-    /// | --- | --- |
-    /// | 0..16 | the local port it may bind |
-    /// | 16..48 | remote network address (big-endian) |
-    /// | 48..54 | remote network prefix length, 0 to 32 |
-    /// | 56 | UDP |
-    /// | 60 | [`Grant::MARKER`]: a badge without it grants nothing |
-    ///
-    /// Remote ports are not restricted. Default badges (a pid) carry no marker, so a process
-    /// the manifest gave no grant is denied everything.
+    /// ```toml
+    /// { type = "socket", endpoint = "transport", protocol = "tcp", local_ports = "7",
+    ///   remote = "10.0.2.0/24", remote_ports = "1-65535" }
+    /// ```
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Grant {
-        /// The one local port.
-        pub local_port: u16,
+        /// The protocol.
+        pub protocol: Protocol,
+        /// The local ports it may bind, listen on or send from.
+        pub local_ports: PortRange,
         /// Remote network address.
         pub remote: [u8; 4],
-        /// Remote network prefix length.
+        /// Remote network prefix length, 0 to 32.
         pub prefix: u8,
-        /// Whether UDP is granted.
-        pub udp: bool,
+        /// The remote ports it may reach, and hear from.
+        pub remote_ports: PortRange,
     }
 
     impl Grant {
-        /// The bit that makes a badge a grant.
-        pub const MARKER: u64 = 1 << 60;
-        const UDP: u64 = 1 << 56;
-
-        /// The grant a badge carries, if any.
-        pub fn from_badge(badge: u64) -> Option<Grant> {
-            if badge & Self::MARKER == 0 {
-                return None;
-            }
-            let prefix = ((badge >> 48) & 0x3f) as u8;
-            if prefix > 32 {
-                return None;
-            }
-            Some(Grant {
-                local_port: badge as u16,
-                remote: ((badge >> 16) as u32).to_be_bytes(),
-                prefix,
-                udp: badge & Self::UDP != 0,
-            })
+        /// Whether the grant covers local `port` for `protocol`.
+        pub fn local(&self, protocol: Protocol, port: u16) -> bool {
+            self.protocol == protocol && port != 0 && self.local_ports.contains(port)
         }
 
-        /// The badge that carries this grant (what goes in the manifest).
-        pub fn badge(&self) -> u64 {
-            Self::MARKER
-                | if self.udp { Self::UDP } else { 0 }
-                | u64::from(self.prefix.min(32)) << 48
-                | u64::from(u32::from_be_bytes(self.remote)) << 16
-                | u64::from(self.local_port)
-        }
-
-        /// Whether `addr` lies in the granted remote network.
-        pub fn reaches(&self, addr: [u8; 4]) -> bool {
+        /// Whether `addr`, port `port`, lies in what the grant reaches.
+        pub fn reaches(&self, addr: [u8; 4], port: u16) -> bool {
             let mask = u32::MAX
                 .checked_shl(32 - u32::from(self.prefix.min(32)))
                 .unwrap_or(0);
             u32::from_be_bytes(addr) & mask == u32::from_be_bytes(self.remote) & mask
+                && self.remote_ports.contains(port)
         }
     }
 
@@ -526,28 +550,42 @@ pub mod transport {
 
     #[cfg(test)]
     mod tests {
-        use super::Grant;
+        use super::*;
 
         #[test]
-        fn a_grant_round_trips_through_its_badge_and_a_plain_badge_grants_nothing() {
+        fn a_grant_badge_names_its_index_and_a_plain_badge_names_none() {
+            for i in [0, 1, 31, u16::MAX] {
+                assert_eq!(grant_index(grant_badge(i)), Some(i));
+            }
+            for plain in [0, 2, 31, 0x1_0000_0002, GRANT_BADGE ^ 1 << 16, u64::MAX] {
+                assert_eq!(grant_index(plain), None, "{plain:#x}");
+            }
+        }
+
+        #[test]
+        fn a_grant_covers_its_protocol_ports_and_remotes_only() {
             let g = Grant {
-                local_port: 7,
+                protocol: Protocol::Tcp,
+                local_ports: PortRange { first: 7, last: 9 },
                 remote: [10, 0, 2, 0],
                 prefix: 24,
-                udp: true,
+                remote_ports: PortRange {
+                    first: 1024,
+                    last: 2048,
+                },
             };
-            // The value written in system/test.toml for udp-echo.
-            assert_eq!(g.badge(), 0x1118_0a00_0200_0007);
-            assert_eq!(Grant::from_badge(g.badge()), Some(g));
-            assert!(g.reaches([10, 0, 2, 2]) && g.reaches([10, 0, 2, 255]));
-            assert!(!g.reaches([10, 0, 3, 2]) && !g.reaches([8, 8, 8, 8]));
-            for plain in [0, 2, 31, 0x1_0000_0002, (1 << 60) - 1] {
-                assert_eq!(Grant::from_badge(plain), None, "{plain:#x}");
-            }
-            // A prefix past 32 is no grant either.
-            assert_eq!(Grant::from_badge(Grant::MARKER | 33 << 48), None);
+            assert!(g.local(Protocol::Tcp, 7) && g.local(Protocol::Tcp, 9));
+            assert!(!g.local(Protocol::Udp, 7) && !g.local(Protocol::Tcp, 10));
+            assert!(g.reaches([10, 0, 2, 2], 1024) && g.reaches([10, 0, 2, 255], 2048));
+            assert!(!g.reaches([10, 0, 2, 2], 1023) && !g.reaches([10, 0, 2, 2], 2049));
+            assert!(!g.reaches([10, 0, 3, 2], 1500) && !g.reaches([8, 8, 8, 8], 1500));
             let any = Grant { prefix: 0, ..g };
-            assert!(any.reaches([8, 8, 8, 8]));
+            assert!(any.reaches([8, 8, 8, 8], 1500));
+            let zero = Grant {
+                local_ports: PortRange { first: 0, last: 0 },
+                ..g
+            };
+            assert!(!zero.local(Protocol::Tcp, 0), "port 0 is never bound");
         }
     }
 }

@@ -1151,3 +1151,214 @@ fn device_capabilities_are_checked() {
         &["vendor = 65535 is out of range"],
     );
 }
+
+/// GOOD with the server given an interface and the client socket capabilities on `svc`.
+fn with_sockets(client_caps: &str) -> String {
+    replace(
+        "caps = [\n  { type = \"endpoint\", endpoint = \"svc\", rights = [\"receive\"] },",
+        "interface = { address = \"10.0.2.15/24\", gateway = \"10.0.2.2\" }\ncaps = [\n  { type = \"endpoint\", endpoint = \"svc\", rights = [\"receive\"] },",
+    )
+    .replacen(
+        "  { type = \"endpoint\", endpoint = \"svc\", rights = [\"send\"], badge = 7 },",
+        client_caps,
+        1,
+    )
+}
+
+const TCP_SOCKET: &str = "  { type = \"socket\", endpoint = \"svc\", protocol = \"tcp\", local_ports = \"7\", remote = \"10.0.2.0/24\", remote_ports = \"1024-65535\" },";
+const UDP_SOCKET: &str = "  { type = \"socket\", endpoint = \"svc\", protocol = \"udp\", local_ports = \"49152-49407\", remote = \"0.0.0.0/0\", remote_ports = \"53\" },";
+
+#[test]
+fn socket_grants_become_badges_and_go_to_the_receivers_configuration() {
+    use brainix_proto::transport::{PortRange, Protocol, grant_badge};
+    let src = with_sockets(&format!("{TCP_SOCKET}\n{UDP_SOCKET}"));
+    let system = check(file(), &src).unwrap();
+    let [server, client] = &system.processes[..] else {
+        panic!()
+    };
+    let send = |i| Cap::Endpoint {
+        endpoint: 0,
+        rights: rights::SEND,
+        badge: grant_badge(i),
+    };
+    assert_eq!(client.caps[..2], [send(0), send(1)]);
+    assert!(client.config.is_empty());
+    assert_eq!(
+        server.config,
+        [
+            Record::Interface(brainix_proto::ip::Config {
+                address: [10, 0, 2, 15],
+                prefix: 24,
+                gateway: [10, 0, 2, 2]
+            }),
+            Record::Grant {
+                index: 0,
+                grant: Grant {
+                    protocol: Protocol::Tcp,
+                    local_ports: PortRange { first: 7, last: 7 },
+                    remote: [10, 0, 2, 0],
+                    prefix: 24,
+                    remote_ports: PortRange {
+                        first: 1024,
+                        last: 65535
+                    },
+                }
+            },
+            Record::Grant {
+                index: 1,
+                grant: Grant {
+                    protocol: Protocol::Udp,
+                    local_ports: PortRange {
+                        first: 49152,
+                        last: 49407
+                    },
+                    remote: [0; 4],
+                    prefix: 0,
+                    remote_ports: PortRange {
+                        first: 53,
+                        last: 53
+                    },
+                }
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_bad_socket_or_interface_is_refused_with_what_was_expected() {
+    let cases = [
+        (
+            TCP_SOCKET.replace("\"tcp\"", "\"sctp\""),
+            &["\"sctp\"", "\"udp\" or \"tcp\""][..],
+        ),
+        (
+            TCP_SOCKET.replace("\"7\"", "\"9-7\""),
+            &["local_ports", "\"9-7\""],
+        ),
+        (
+            TCP_SOCKET.replace("\"1024-65535\"", "\"0-10\""),
+            &["remote_ports", "1 to 65535"],
+        ),
+        (
+            TCP_SOCKET.replace("10.0.2.0/24", "10.0.2.5/24"),
+            &["host bits"],
+        ),
+        (
+            TCP_SOCKET.replace("10.0.2.0/24", "10.0.2.0/40"),
+            &["not an IPv4 network"],
+        ),
+        (
+            TCP_SOCKET.replace(", remote_ports = \"1024-65535\"", ""),
+            &["need \"remote_ports\""],
+        ),
+        (
+            TCP_SOCKET.replace("\"svc\"", "\"nowhere\""),
+            &["\"nowhere\" is not declared"],
+        ),
+        (
+            TCP_SOCKET.replace("local_ports", "badge = 3, local_ports"),
+            &["take no \"badge\""],
+        ),
+    ];
+    for (cap, words) in cases {
+        let src = with_sockets(&cap);
+        refused(&src, line(&src, "type = \"socket\""), words);
+    }
+    for (from, to, words) in [
+        (
+            "10.0.2.15/24",
+            "10.0.2.15",
+            &["not an IPv4 address with its prefix"][..],
+        ),
+        (
+            "10.0.2.15/24",
+            "10.0.2.0/24",
+            &["network's own or broadcast"],
+        ),
+        ("\"10.0.2.2\" }", "\"10.0.3.2\" }", &["not another host"]),
+        ("\"10.0.2.2\" }", "\"10.0.2.15\" }", &["not another host"]),
+        (
+            "\"10.0.2.2\" }",
+            "\"10.0.2.2\", mtu = 9000 }",
+            &["unknown field"],
+        ),
+    ] {
+        let src = with_sockets(TCP_SOCKET).replacen(from, to, 1);
+        refused(&src, line(&src, "interface ="), words);
+    }
+}
+
+#[test]
+fn an_endpoint_that_serves_sockets_takes_no_explicit_badge() {
+    // The grant's own badge, written by hand on another capability, would claim the grant.
+    let forged = format!(
+        "{TCP_SOCKET}\n  {{ type = \"endpoint\", endpoint = \"svc\", rights = [\"send\"], badge = {} }},",
+        brainix_proto::transport::grant_badge(0)
+    );
+    let src = with_sockets(&forged);
+    refused(
+        &src,
+        line(&src, "badge = "),
+        &["serves sockets", "no explicit badge"],
+    );
+}
+
+#[test]
+fn too_many_grants_on_one_endpoint_are_refused() {
+    let many: Vec<String> = (0..=MAX_GRANTS)
+        .map(|i| TCP_SOCKET.replace("\"7\"", &format!("\"{}\"", 100 + i)))
+        .collect();
+    // Spread over processes: one process holds at most MAX_CAPS capabilities.
+    let mut src = with_sockets("");
+    for (i, chunk) in many.chunks(8).enumerate() {
+        src.push_str(&format!(
+            "\n[[process]]\nname = \"c{i}\"\nprogram = \"p\"\npriority = 3\nmemory_pages = 64\nstack_pages = 1\ncaps = [\n{}\n]\n",
+            chunk.join("\n")
+        ));
+    }
+    let last = src
+        .lines()
+        .filter(|l| l.contains("type = \"socket\""))
+        .count();
+    assert_eq!(last, MAX_GRANTS + 1);
+    let at = src
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("type = \"socket\""))
+        .last()
+        .unwrap()
+        .0
+        + 1;
+    refused(&src, at, &["socket grants", "at most 32"]);
+}
+
+#[test]
+fn configuration_is_written_into_the_programs_block_and_only_there() {
+    use brainix_proto::config;
+    let system = check(file(), &with_sockets(TCP_SOCKET)).unwrap();
+    let server = &system.processes[0];
+    let mut program = vec![0x90u8; 4096];
+    let at = 1000;
+    program[at..at + config::BLOCK].copy_from_slice(config::block());
+    let image = configure(server, &program).unwrap().unwrap();
+    assert_eq!(image.len(), program.len());
+    assert_eq!(image[..at], program[..at]);
+    assert_eq!(image[at + config::BLOCK..], program[at + config::BLOCK..]);
+    let records: Vec<Record> = config::parse(&image[at..at + config::BLOCK])
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(records, server.config);
+    // A process without configuration runs the program as built.
+    assert_eq!(configure(&system.processes[1], &program), Ok(None));
+    // No block, two blocks: refused, naming the process and the program.
+    let none = configure(server, &[0u8; 4096]).unwrap_err();
+    assert!(
+        none.contains("\"server\"") && none.contains("no configuration block"),
+        "{none}"
+    );
+    let mut two = program.clone();
+    two.extend_from_slice(config::block());
+    let err = configure(server, &two).unwrap_err();
+    assert!(err.contains("2 configuration blocks"), "{err}");
+}
