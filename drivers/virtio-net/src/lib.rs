@@ -1,8 +1,14 @@
-//! Ethernet and ARP frames, as the link server's test client builds and reads them: pure, tested
-//! on the host.
+//! # The virtio-net device, in-process
+//!
+//! [`nic::Nic`] drives one virtio-net device from the process that holds it: the link server
+//! (`src/main.rs`) serves it to its clients over IPC, and a combined network server drives it
+//! directly. Besides, Ethernet and ARP frames as the link server's test client builds and reads
+//! them: pure, tested on the host.
 #![no_std]
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod nic;
 
 /// An Ethernet address.
 pub type Mac = [u8; 6];

@@ -5,6 +5,9 @@
 //! with it (nothing, send an answer, or hand an echo reply to the waiting `PING`). Every frame
 //! that is not taken is dropped for a counted reason ([`brainix_wire::Drops`]).
 //!
+//! [`server`] is the server's work and request loop around it, over any [`server::Link`]: IPC
+//! to the link server in the IP server, the device itself in a combined network server.
+//!
 //! One interface, static configuration ([`brainix_proto::ip::Config`]), a small ARP cache that
 //! learns only from ARP traffic addressed to this host (a gratuitous or third-party announcement
 //! cannot redirect it), ICMP echo answered. UDP datagrams for this host (checksum verified) are
@@ -12,6 +15,8 @@
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod server;
 
 use brainix_proto::ip::Config;
 use brainix_wire::{

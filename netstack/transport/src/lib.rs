@@ -12,9 +12,15 @@
 //!   its sender's address and port (else dropped, counted).
 //!
 //! A denial is decided before anything is built or sent: a refused request costs no packet.
+//!
+//! [`server`] is the server's request loop around the sockets, over any [`server::Network`]:
+//! IPC to the IP server in the transport server, the IP layer itself in a combined network
+//! server.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod server;
 
 use brainix_abi::Error;
 use brainix_proto::config::{Malformed, Record};
