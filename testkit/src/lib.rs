@@ -162,6 +162,18 @@ impl Boot {
         self.args(&["-device", device, "-drive", &drive])
     }
 
+    /// A virtio network card on PCI with Ethernet address `mac`, on the QEMU network backend
+    /// `netdev` (`user,id=n0,...`, `tap,id=n0,...`): its `id=` names the card's backend. Cards
+    /// are numbered in the order they are added (the manifest's `index`).
+    pub fn nic(self, mac: &str, netdev: &str) -> Boot {
+        let id = netdev
+            .split(',')
+            .find_map(|part| part.strip_prefix("id="))
+            .unwrap_or_else(|| panic!("netdev {netdev:?} has no id=..."));
+        let device = format!("virtio-net-pci,netdev={id},mac={mac}");
+        self.args(&["-device", &device, "-netdev", netdev])
+    }
+
     /// The QEMU machine type (`q35`, `pc`, `microvm`).
     pub fn machine(mut self, machine: &str) -> Boot {
         self.machine = machine.into();
@@ -460,6 +472,46 @@ impl Session {
             elapsed: self.started.elapsed(),
         }
     }
+}
+
+/// A free host UDP port on the loopback address, for a QEMU `hostfwd` (taken, then released for
+/// QEMU).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free UDP port on 127.0.0.1: {e}"))
+}
+
+/// A host socket connected to a UDP echo server in the guest, reached through the host port
+/// `port` that QEMU forwards, once an echo came back within `within` (the first datagrams may be
+/// lost while QEMU learns the guest's address by ARP); late echoes of the warm-up are drained.
+/// Reads on it then time out after 5 s.
+pub fn udp_echo_socket(port: u16, s: &Session, within: Duration) -> std::net::UdpSocket {
+    let host = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    host.connect(("127.0.0.1", port)).unwrap();
+    host.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let until = Instant::now() + within;
+    loop {
+        host.send(b"warm-up").unwrap();
+        if let Ok(n) = host.recv(&mut buf) {
+            assert_eq!(&buf[..n], b"warm-up");
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "no echo through host port {port}:\n{}",
+            s.console()
+        );
+    }
+    // Late echoes of earlier warm-ups would be taken for answers: let them come, and drop them.
+    host.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    while host.recv(&mut buf).is_ok() {}
+    host.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    host
 }
 
 /// Whether `out` has a line that is exactly `text` (ignoring the line end).

@@ -25,21 +25,12 @@ mod serve {
     use brainix_abi::{Error, FOREVER, Message};
     use brainix_proto::{driver::slots, launch_handle, link, status_of};
     use brainix_rt::{Endpoint, Received, ReplyToken, cap};
-    use brainix_virtio::{SetupError, log};
+    use brainix_virtio::log;
     use brainix_virtio_net::MacText;
-    use brainix_virtio_net::nic::{Nic, OpenError};
+    use brainix_virtio_net::nic::Nic;
 
     pub fn run() -> ! {
-        let mut nic = match Nic::open() {
-            Ok(n) => n,
-            Err(OpenError::Setup(SetupError::NoMmioDevice)) => {
-                brainix_virtio::serve_without_device("virtio-net")
-            }
-            Err(e) => {
-                log!("{e}");
-                cap::exit(1)
-            }
-        };
+        let mut nic = Nic::open_or_exit();
         log!("virtio-net ready: mac {}", MacText(nic.mac()));
         let endpoint = Endpoint(launch_handle(slots::ENDPOINT));
         let mut msg = Message::new(0);

@@ -88,6 +88,22 @@ impl Nic {
         })
     }
 
+    /// [`Nic::open`] for a server: without a device in its virtio-mmio page it answers every
+    /// request with `io-error` for ever ([`brainix_virtio::serve_without_device`]); any other
+    /// failure is logged and ends the process.
+    pub fn open_or_exit() -> Nic {
+        match Nic::open() {
+            Ok(n) => n,
+            Err(OpenError::Setup(SetupError::NoMmioDevice)) => {
+                brainix_virtio::serve_without_device("virtio-net")
+            }
+            Err(e) => {
+                log!("{e}");
+                cap::exit(1)
+            }
+        }
+    }
+
     /// The device's Ethernet address.
     pub fn mac(&self) -> Mac {
         self.net.mac_address()

@@ -15,12 +15,7 @@ const REPLY: Duration = Duration::from_secs(30);
 fn an_arp_request_goes_out_and_the_gateway_answers() {
     let mut s = Boot::new(image("brainix-kernel-test.elf"))
         .machine("q35")
-        .args(&[
-            "-device",
-            "virtio-net-pci,netdev=n0,mac=52:54:00:be:ef:01",
-            "-netdev",
-            "user,id=n0",
-        ])
+        .nic("52:54:00:be:ef:01", "user,id=n0")
         .spawn();
     s.expect(PROMPT, BOOT);
     assert!(

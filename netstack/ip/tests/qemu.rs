@@ -16,12 +16,7 @@ const REPLY: Duration = Duration::from_secs(30);
 fn boot(netdev: &str) -> Session {
     let mut s = Boot::new(image("brainix-kernel-test.elf"))
         .machine("q35")
-        .args(&[
-            "-device",
-            "virtio-net-pci,netdev=n0,mac=52:54:00:be:ef:01",
-            "-netdev",
-            netdev,
-        ])
+        .nic("52:54:00:be:ef:01", netdev)
         .spawn();
     s.expect(PROMPT, BOOT);
     let from = s.console().len();
@@ -140,12 +135,10 @@ fn the_host_pings_the_guest_over_a_tap_device_in_a_namespace_of_its_own() {
     let mut s = Boot::new(image("brainix-kernel-test.elf"))
         .machine("q35")
         .netns(&ns.0)
-        .args(&[
-            "-device",
-            "virtio-net-pci,netdev=n0,mac=52:54:00:be:ef:01",
-            "-netdev",
+        .nic(
+            "52:54:00:be:ef:01",
             "tap,id=n0,ifname=tap0,script=no,downscript=no",
-        ])
+        )
         .spawn();
     s.expect(PROMPT, BOOT);
     let from = s.console().len();

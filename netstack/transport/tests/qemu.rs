@@ -6,9 +6,8 @@
 //!
 //! Needs the images from `cargo xtask build`.
 
-use brainix_testkit::{Boot, Scratch, image};
+use brainix_testkit::{Boot, Scratch, free_udp_port, image, udp_echo_socket};
 use brainix_wire::{ETHERTYPE_IPV4, Ethernet, Ipv4, PROTO_UDP, Udp};
-use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 const PROMPT: &str = "brainix> ";
@@ -50,24 +49,13 @@ fn udp_in_capture(pcap: &[u8]) -> Vec<([u8; 4], u16, [u8; 4], u16)> {
 #[test]
 fn udp_echo_answers_the_host_and_ungranted_senders_are_refused_without_a_packet() {
     let pcap = Scratch::new("udp-echo.pcap");
-    // A free host port for the forwarding (taken, then released for QEMU).
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_udp_port();
     let netdev = format!("user,id=n0,hostfwd=udp:127.0.0.1:{port}-:7");
     let dump = format!("filter-dump,id=f0,netdev=n0,file={}", pcap.0.display());
     let mut s = Boot::new(image("brainix-kernel-test.elf"))
         .machine("q35")
-        .args(&[
-            "-device",
-            "virtio-net-pci,netdev=n0,mac=52:54:00:be:ef:01",
-            "-netdev",
-            &netdev,
-            "-object",
-            &dump,
-        ])
+        .nic("52:54:00:be:ef:01", &netdev)
+        .args(&["-object", &dump])
         .spawn();
     s.expect(PROMPT, BOOT);
     let from = s.console().len();
@@ -76,23 +64,9 @@ fn udp_echo_answers_the_host_and_ungranted_senders_are_refused_without_a_packet(
     }
     s.wait_for_line(from, "UDP-ECHO bound 7", REPLY);
 
-    // The host's side. The first datagrams may be lost while QEMU learns the guest's address
-    // by ARP; after that every one must come back, byte for byte.
-    let host = UdpSocket::bind("127.0.0.1:0").unwrap();
-    host.connect(("127.0.0.1", port)).unwrap();
-    host.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+    // The host's side: once the first echo came back, every one must, byte for byte.
+    let host = udp_echo_socket(port, &s, REPLY);
     let mut buf = [0u8; 2048];
-    let until = Instant::now() + REPLY;
-    loop {
-        host.send(b"warm-up").unwrap();
-        if let Ok(n) = host.recv(&mut buf) {
-            assert_eq!(&buf[..n], b"warm-up");
-            break;
-        }
-        assert!(Instant::now() < until, "no echo:\n{}", s.console());
-    }
-    host.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut rtts = Vec::new();
     for i in 0..50u32 {
         let msg = format!("datagram {i} {}", "x".repeat(i as usize * 20));

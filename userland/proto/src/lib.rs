@@ -424,6 +424,10 @@ pub mod ip {
 /// remote (counted as denied; nothing is sent), [`Error::NotFound`] for a port the caller has
 /// not bound, [`Error::Busy`] for a port another client bound, [`Error::NoSpace`] when every
 /// socket is taken, [`Error::Timeout`] when nothing came.
+///
+/// The combined network server (`netstack/combined`: link, IP and transport in one process, on
+/// a network card of its own) serves the same protocol on its own endpoint; its slots are a
+/// device server's ([`driver::slots`], [`driver::slots::ENDPOINT`] the transport endpoint).
 pub mod transport {
     /// Bind a UDP port.
     pub const BIND: u64 = 1;

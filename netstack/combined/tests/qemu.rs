@@ -1,0 +1,210 @@
+//! The chain of network servers against the combined server, in one boot: QEMU with two
+//! network cards, each on a user network of its own with its own host forwarding. The first is
+//! the link server's (link → ip → transport → udp-echo), the second the combined server's
+//! (one process → udp-echo-combined); the same echo program with the same grant answers on
+//! each. The host's traffic alternates between them in batches, so that both see the same
+//! machine load, and the test prints each one's round trips. It asserts only what it can know:
+//! every echo byte for byte. Timings are printed, never asserted.
+//!
+//! A board with one network card is not changed by the combined server: it is not launched.
+//!
+//! Needs the images from `cargo xtask build`.
+
+use brainix_testkit::{Boot, Session, free_udp_port, has_line, image, udp_echo_socket};
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+const PROMPT: &str = "brainix> ";
+const BOOT: Duration = Duration::from_secs(60);
+const REPLY: Duration = Duration::from_secs(30);
+
+/// The guest's UDP echo port (udp-echo's grant).
+const ECHO_PORT: u16 = 7;
+
+/// The first card's address: the link server's.
+const CHAIN_MAC: &str = "52:54:00:be:ef:01";
+
+fn the_link_server_has_the_first_card(s: &Session) {
+    let ready = format!("[net] virtio-net ready: mac {CHAIN_MAC}");
+    assert!(
+        s.console().contains(&ready),
+        "{ready:?} missing:\n{}",
+        s.console()
+    );
+}
+
+/// The host ports forwarded to one guest port, one per network stack.
+#[derive(Clone, Copy)]
+struct Forward {
+    chain: u16,
+    combined: u16,
+}
+
+/// The test system with both network stacks running and their echo servers bound.
+struct TwoStacks {
+    s: Session,
+    udp: Forward,
+}
+
+/// Boots with two network cards: the first (index 0) the chain's, the second (index 1) the
+/// combined server's. A TCP comparison adds its own `hostfwd=tcp:` forwardings to both here.
+fn boot_two_stacks() -> TwoStacks {
+    let udp = Forward {
+        chain: free_udp_port(),
+        combined: free_udp_port(),
+    };
+    let n0 = format!(
+        "user,id=n0,hostfwd=udp:127.0.0.1:{}-:{ECHO_PORT}",
+        udp.chain
+    );
+    let n1 = format!(
+        "user,id=n1,hostfwd=udp:127.0.0.1:{}-:{ECHO_PORT}",
+        udp.combined
+    );
+    let mut s = Boot::new(image("brainix-kernel-test.elf"))
+        .machine("q35")
+        .nic(CHAIN_MAC, &n0)
+        .nic("52:54:00:be:ef:02", &n1)
+        .spawn();
+    s.expect(PROMPT, BOOT);
+    the_link_server_has_the_first_card(&s);
+    let from = s.console().len();
+    for p in ["ip", "transport", "udp-echo"] {
+        s.command(&format!("start {p}"), PROMPT, REPLY);
+    }
+    s.wait_for_line(from, "UDP-ECHO bound 7", REPLY);
+    let from = s.console().len();
+    for p in ["combined", "udp-echo-combined"] {
+        s.command(&format!("start {p}"), PROMPT, REPLY);
+    }
+    assert_eq!(
+        s.wait_for_line(from, "[combined] virtio-net mac", REPLY),
+        "[combined] virtio-net mac 52:54:00:be:ef:02, ip 10.0.2.15/24 gateway 10.0.2.2: \
+         link, ip and transport in one process"
+    );
+    s.wait_for_line(from, "UDP-ECHO bound 7", REPLY);
+    TwoStacks { s, udp }
+}
+
+/// Datagram `i` of a batch: 8 to about 1000 bytes, each different.
+fn datagram(round: usize, i: usize) -> Vec<u8> {
+    let mut d = format!("r{round} d{i:02} ").into_bytes();
+    d.resize(8 + (i * 41 + round * 7) % 992, b'a' + (i % 26) as u8);
+    d
+}
+
+/// Sends `count` datagrams one after the other through `host`, each answered byte for byte
+/// before the next goes; adds each round trip to `rtts`.
+fn echo_batch(
+    host: &UdpSocket,
+    what: &str,
+    round: usize,
+    count: usize,
+    rtts: &mut Vec<Duration>,
+    s: &Session,
+) {
+    let mut buf = [0u8; 2048];
+    for i in 0..count {
+        let msg = datagram(round, i);
+        let t = Instant::now();
+        host.send(&msg).unwrap();
+        let n = host.recv(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "{what}: round {round} datagram {i} not echoed ({e}):\n{}",
+                s.console()
+            )
+        });
+        rtts.push(t.elapsed());
+        assert!(
+            buf[..n] == msg[..],
+            "{what}: round {round} datagram {i}: {n} bytes back, not the {} sent",
+            msg.len()
+        );
+    }
+}
+
+/// Median and 99th percentile of a set of samples.
+struct Spread {
+    median: Duration,
+    p99: Duration,
+}
+
+fn spread(samples: &mut [Duration]) -> Spread {
+    assert!(!samples.is_empty());
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Spread {
+        median: at(0.5),
+        p99: at(0.99),
+    }
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+#[test]
+fn udp_echo_round_trips_through_the_chain_and_the_combined_server_in_one_run() {
+    let TwoStacks { s, udp } = boot_two_stacks();
+    let chain = udp_echo_socket(udp.chain, &s, REPLY);
+    let combined = udp_echo_socket(udp.combined, &s, REPLY);
+    const ROUNDS: usize = 20;
+    const BATCH: usize = 25;
+    let paths = [(&chain, "chain"), (&combined, "combined")];
+    let mut rtts = [Vec::new(), Vec::new()];
+    for round in 0..ROUNDS {
+        // Alternate which goes first, so neither always follows the other's traffic.
+        for k in 0..paths.len() {
+            let which = (round + k) % paths.len();
+            let (host, what) = paths[which];
+            echo_batch(host, what, round, BATCH, &mut rtts[which], &s);
+        }
+    }
+    let n = ROUNDS * BATCH;
+    let [through_chain, through_combined] = &mut rtts;
+    let c = spread(through_chain);
+    let one = spread(through_combined);
+    eprintln!(
+        "UDP echo round trip host<->guest, {n} datagrams of 8 to 1000 bytes each way, \
+         interleaved in batches of {BATCH}:\n  \
+         chain (link, ip, transport servers): median {:?}, p99 {:?}\n  \
+         combined server:                     median {:?}, p99 {:?}\n  \
+         chain / combined: median {:.2}x, p99 {:.2}x",
+        c.median,
+        c.p99,
+        one.median,
+        one.p99,
+        ratio(c.median, one.median),
+        ratio(c.p99, one.p99)
+    );
+    // Neither echo server saw a call fail.
+    let console = s.console();
+    assert!(!console.contains("UDP-ECHO error"), "{console}");
+}
+
+#[test]
+fn with_one_network_card_the_combined_server_is_not_launched_and_the_chain_serves() {
+    let mut s = Boot::new(image("brainix-kernel-test.elf"))
+        .machine("q35")
+        .nic(CHAIN_MAC, "user,id=n0")
+        .spawn();
+    s.expect(PROMPT, BOOT);
+    the_link_server_has_the_first_card(&s);
+    // Started on request only, and then the kernel refuses: its card is not on this machine.
+    let from = s.console().len();
+    let out = s.command("start combined", PROMPT, REPLY);
+    assert!(out.contains("error: start combined: "), "{out}");
+    let refused = s.wait_for_line(from, "brainix: cannot launch combined ", REPLY);
+    assert!(
+        refused.ends_with(
+            "capability slot 4: no PCI device 1af4:1041 or 1af4:1000 #1 on this machine"
+        ),
+        "{refused}"
+    );
+    // The chain on the one card is as before.
+    let from = s.console().len();
+    s.command("start ip", PROMPT, REPLY);
+    s.wait_for_line(from, "[ip] ip 10.0.2.15/24", REPLY);
+    let out = s.command("ping 10.0.2.2", PROMPT, REPLY);
+    assert!(has_line(&out, "ping 10.0.2.2: 3 sent, 3 received"), "{out}");
+}
