@@ -430,6 +430,16 @@ impl Session {
         self.expect(prompt, timeout)
     }
 
+    /// Starts each of `programs` with the shell's `start <name>`, in order; returns where the
+    /// console stood before, for [`Session::wait_for_line`] on what they print.
+    pub fn start_all(&mut self, programs: &[&str], prompt: &str, timeout: Duration) -> usize {
+        let from = self.console().len();
+        for p in programs {
+            self.command(&format!("start {p}"), prompt, timeout);
+        }
+        from
+    }
+
     /// Waits until the console shows `needle` somewhere after byte `from` (for output a
     /// program prints on its own time) and returns the rest of that line. Panics with the
     /// console when it does not come in `timeout`.

@@ -27,8 +27,8 @@ fn run(_pid: u64) -> ! {
 mod combined {
     use brainix_abi::Error;
     use brainix_ip::MTU;
-    use brainix_ip::server::{Ip, Link};
-    use brainix_proto::{driver::slots, ip, launch_handle};
+    use brainix_ip::server::{Ip, Link, interface};
+    use brainix_proto::{driver::slots, launch_handle};
     use brainix_rt::{Endpoint, Log, cap};
     use brainix_transport::server::{Arrival, Network, Server};
     use brainix_virtio::log;
@@ -62,6 +62,10 @@ mod combined {
     struct Local(Ip<Device>);
 
     impl Network for Local {
+        fn address(&mut self) -> Result<Ipv4Addr, Error> {
+            Ok(self.0.config().address)
+        }
+
         fn send(&mut self, dst: Ipv4Addr, proto: u8, message: &[u8]) -> Result<(), Error> {
             self.0.send_with(dst, proto, message.len(), |out| {
                 out.copy_from_slice(message);
@@ -87,17 +91,20 @@ mod combined {
     }
 
     pub fn run(pid: u64) -> ! {
+        let endpoint = Endpoint(launch_handle(slots::ENDPOINT));
+        let log_to = Log(launch_handle(slots::LOG));
+        let config = interface(endpoint, log_to);
         let nic = Nic::open_or_exit();
         let mac = nic.mac();
         log!(
             "virtio-net mac {}, ip {}/{} gateway {}: link, ip and transport in one process",
             MacText(mac),
-            IpText(ip::CONFIG.address),
-            ip::CONFIG.prefix,
-            IpText(ip::CONFIG.gateway)
+            IpText(config.address),
+            config.prefix,
+            IpText(config.gateway)
         );
-        let ip = Ip::new(Device(nic), mac, ip::CONFIG, 0x4300 ^ pid as u16);
-        let mut server = Server::new(Local(ip), Log(launch_handle(slots::LOG)));
-        server.run(Endpoint(launch_handle(slots::ENDPOINT)))
+        let ip = Ip::new(Device(nic), mac, config, 0x4300 ^ pid as u16);
+        let mut server = Server::new(Local(ip), log_to);
+        server.run(endpoint)
     }
 }

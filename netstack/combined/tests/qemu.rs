@@ -68,15 +68,9 @@ fn boot_two_stacks() -> TwoStacks {
         .spawn();
     s.expect(PROMPT, BOOT);
     the_link_server_has_the_first_card(&s);
-    let from = s.console().len();
-    for p in ["ip", "transport", "udp-echo"] {
-        s.command(&format!("start {p}"), PROMPT, REPLY);
-    }
+    let from = s.start_all(&["ip", "transport", "udp-echo"], PROMPT, REPLY);
     s.wait_for_line(from, "UDP-ECHO bound 7", REPLY);
-    let from = s.console().len();
-    for p in ["combined", "udp-echo-combined"] {
-        s.command(&format!("start {p}"), PROMPT, REPLY);
-    }
+    let from = s.start_all(&["combined", "udp-echo-combined"], PROMPT, REPLY);
     assert_eq!(
         s.wait_for_line(from, "[combined] virtio-net mac", REPLY),
         "[combined] virtio-net mac 52:54:00:be:ef:02, ip 10.0.2.15/24 gateway 10.0.2.2: \

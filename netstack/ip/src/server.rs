@@ -93,6 +93,11 @@ impl<L: Link> Ip<L> {
         }
     }
 
+    /// The interface's configuration.
+    pub fn config(&self) -> Config {
+        self.stack.config()
+    }
+
     /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.stack.stats
@@ -279,7 +284,11 @@ pub fn refuse_for(endpoint: Endpoint, ms: u64, error: Error) {
 /// the link (waiting at most [`IDLE_MS`] there); right after a request it waits [`GRACE_MS`]
 /// for the next one first. A `PING` keeps taking frames while it waits for its reply, so the
 /// host can ping the guest while the guest pings.
-pub fn serve<L: Link>(ip: &mut Ip<L>, endpoint: Endpoint, log_to: Log) -> ! {
+///
+/// With `crash` (the test system's fault-injection build only), an [`ip::CRASH`] request calls
+/// it, so the tests can watch the server die of a fault and be restarted; without, `CRASH` is
+/// no call.
+pub fn serve<L: Link>(ip: &mut Ip<L>, endpoint: Endpoint, log_to: Log, crash: Option<fn()>) -> ! {
     let mut msg = Message::new(0);
     // Right after a request, the next one usually follows within a few milliseconds (the
     // transport server's `SEND` after its `RECV`): wait that long for it before going back to
@@ -288,6 +297,10 @@ pub fn serve<L: Link>(ip: &mut Ip<L>, endpoint: Endpoint, log_to: Log) -> ! {
     loop {
         match endpoint.recv(&mut msg, grace) {
             Ok(Received::Message { token, badge, .. }) => {
+                if let (ip::CRASH, Some(crash)) = (msg.label, crash) {
+                    log(log_to, format_args!("fault injection: ip::CRASH"));
+                    crash();
+                }
                 let mut reply = Message::new(0);
                 let result = handle(ip, &msg, token, badge, &mut reply);
                 reply.label = status_of(result);
@@ -355,7 +368,7 @@ fn handle<L: Link>(
             Ok(())
         }
         ip::INFO => {
-            let c = ip.stack.config();
+            let c = ip.config();
             reply.regs = [
                 u64::from(u32::from_be_bytes(c.address)),
                 u64::from(c.prefix),

@@ -1,11 +1,17 @@
 //! The IP server under QEMU with a user-mode network: the guest pings the user network's
 //! gateway through ip → link → device and back, an address nobody holds times out, and the
-//! counters show what crossed.
+//! counters show what crossed. Containment: the IP server stopped, and then crashed, while UDP
+//! echo traffic flows through it: the transport server's client gets an error, not a hang; the
+//! link server and the kernel carry on; restarted, the IP server serves ping and echo again.
 //!
 //! Needs the images from `cargo xtask build` (the IP server is in the test system).
 
-use brainix_testkit::{Boot, Session, has_line, image};
-use std::time::Duration;
+use brainix_testkit::{Boot, Session, free_udp_port, has_line, image, udp_echo_socket};
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 const PROMPT: &str = "brainix> ";
 const BOOT: Duration = Duration::from_secs(60);
@@ -186,4 +192,181 @@ fn the_host_pings_the_guest_over_a_tap_device_in_a_namespace_of_its_own() {
         .output()
         .expect("running ping");
     assert!(!stranger.status.success());
+}
+
+/// Host UDP echo traffic through the guest, one datagram at a time from a thread of its own,
+/// each waiting at most 200 ms for its echo. Every echo must be byte for byte one of the
+/// datagrams sent (a late one may come after a later one was sent).
+struct Flow {
+    echoed: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn flow_datagram(i: u64) -> Vec<u8> {
+    let mut d = format!("flow {i} ").into_bytes();
+    d.resize(d.len() + (i as usize * 13) % 600, b'f');
+    d
+}
+
+impl Flow {
+    fn start(host: UdpSocket) -> Flow {
+        let echoed = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (e, st) = (echoed.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            host.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut buf = [0u8; 2048];
+            let mut i = 0u64;
+            while !st.load(Ordering::Relaxed) {
+                host.send(&flow_datagram(i)).unwrap();
+                i += 1;
+                while let Ok(n) = host.recv(&mut buf) {
+                    let got = &buf[..n];
+                    let which = std::str::from_utf8(got)
+                        .ok()
+                        .and_then(|t| t.strip_prefix("flow "))
+                        .and_then(|t| t.split(' ').next())
+                        .and_then(|t| t.parse::<u64>().ok())
+                        .filter(|&m| m < i && flow_datagram(m) == got);
+                    assert!(which.is_some(), "not an echo of what was sent: {got:?}");
+                    e.fetch_add(1, Ordering::Relaxed);
+                    if which == Some(i - 1) {
+                        break;
+                    }
+                }
+            }
+        });
+        Flow {
+            echoed,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn echoed(&self) -> u64 {
+        self.echoed.load(Ordering::Relaxed)
+    }
+
+    /// Waits until more than `than` echoes came back.
+    fn resumes(&self, than: u64, s: &Session) {
+        let until = Instant::now() + REPLY;
+        while self.echoed() <= than {
+            assert!(
+                Instant::now() < until,
+                "the echo never came back:\n{}",
+                s.console()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the traffic; panics if the thread saw a wrong echo.
+    fn end(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the traffic thread saw a wrong echo");
+        }
+    }
+}
+
+/// The `ps` row of process `name`: its pid, state and generation.
+fn ps(s: &mut Session, name: &str) -> (u64, String, u64) {
+    let out = s.command("ps", PROMPT, REPLY);
+    out.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.len() > 5 && w[1] == name)
+        .map(|w| {
+            (
+                w[0].parse().unwrap(),
+                w[2].to_owned(),
+                w[5].parse().unwrap(),
+            )
+        })
+        .unwrap_or_else(|| panic!("no {name} in ps:\n{out}"))
+}
+
+/// The link server is the one that started at boot, and alive.
+fn link_server_carries_on(s: &mut Session) {
+    let (_, state, generation) = ps(s, "net");
+    assert!(
+        generation == 1 && state != "dead" && state != "stopped",
+        "the link server: {state}, generation {generation}"
+    );
+    assert!(has_line(
+        &s.command("echo still here", PROMPT, REPLY),
+        "still here"
+    ));
+}
+
+#[test]
+fn the_ip_server_stopped_or_crashed_under_traffic_fails_its_clients_and_comes_back() {
+    let port = free_udp_port();
+    let mut s = Boot::new(image("brainix-kernel-test.elf"))
+        .machine("q35")
+        .nic(
+            "52:54:00:be:ef:01",
+            &format!("user,id=n0,hostfwd=udp:127.0.0.1:{port}-:7"),
+        )
+        .spawn();
+    s.expect(PROMPT, BOOT);
+    let from = s.start_all(&["ip", "transport", "udp-echo"], PROMPT, REPLY);
+    s.wait_for_line(from, "UDP-ECHO bound 7", REPLY);
+    let flow = Flow::start(udp_echo_socket(port, &s, REPLY));
+    flow.resumes(10, &s);
+
+    // Stopped: the echo server's receive fails at once (the transport server's call to the IP
+    // server answers peer-dead), and no echo comes back while it is down.
+    let (ip, _, _) = ps(&mut s, "ip");
+    let from = s.console().len();
+    let out = s.command(&format!("kill {ip}"), PROMPT, REPLY);
+    assert!(out.contains(&format!("stopped pid {ip}")), "{out}");
+    s.wait_for_line(from, "UDP-ECHO error recv: peer-dead", REPLY);
+    link_server_carries_on(&mut s);
+    let before = flow.echoed();
+    std::thread::sleep(Duration::from_secs(1));
+    // One echo may have been on its way when the server stopped.
+    assert!(flow.echoed() <= before + 1, "echoes with no IP server");
+    // The shell's ping, a client of the IP server itself, hears the same.
+    let out = s.command("ping 10.0.2.2", PROMPT, REPLY);
+    assert!(
+        has_line(&out, "error: ping: no network stack (peer-dead)"),
+        "{out}"
+    );
+
+    // Started again by the supervisor: the client serves again, without being restarted.
+    let from = s.console().len();
+    s.command("start ip", PROMPT, REPLY);
+    s.wait_for_line(from, "[ip] ip 10.0.2.15/24", REPLY);
+    s.wait_for_line(from, "UDP-ECHO serving again", REPLY);
+    flow.resumes(flow.echoed(), &s);
+    let out = s.command("ping 10.0.2.2", PROMPT, REPLY);
+    assert!(has_line(&out, "ping 10.0.2.2: 3 sent, 3 received"), "{out}");
+
+    // Crashed: a page fault kills it, the supervisor restarts it on its own, and the traffic
+    // comes back. Its client's call comes back peer-dead.
+    let from = s.console().len();
+    s.command("start crash-ip", PROMPT, REPLY);
+    let wait = |s: &Session, needle: &str| s.wait_for_line(from, needle, REPLY);
+    let fault = wait(&s, "brainix: FAULT: ip ");
+    assert!(
+        fault.contains("killed: #PF page fault (vector 14)") && fault.contains("addr=0x10"),
+        "{fault}"
+    );
+    let died = wait(&s, "[init] ip ");
+    assert!(
+        died.contains("died: fault vector 14 at 0x10; restarting"),
+        "{died}"
+    );
+    assert!(wait(&s, "brainix: launched ip ").contains("generation 3"));
+    assert_eq!(wait(&s, "CRASH-IP "), "CRASH-IP reply=peer-dead");
+    wait(&s, "[ip] ip 10.0.2.15/24");
+    flow.resumes(flow.echoed(), &s);
+    link_server_carries_on(&mut s);
+    let out = s.command("ping 10.0.2.2", PROMPT, REPLY);
+    assert!(has_line(&out, "ping 10.0.2.2: 3 sent, 3 received"), "{out}");
+    let (_, _, generation) = ps(&mut s, "ip");
+    assert_eq!(generation, 3);
+    flow.end();
 }

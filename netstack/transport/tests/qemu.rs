@@ -58,10 +58,7 @@ fn udp_echo_answers_the_host_and_ungranted_senders_are_refused_without_a_packet(
         .args(&["-object", &dump])
         .spawn();
     s.expect(PROMPT, BOOT);
-    let from = s.console().len();
-    for p in ["ip", "transport", "udp-echo"] {
-        s.command(&format!("start {p}"), PROMPT, REPLY);
-    }
+    let from = s.start_all(&["ip", "transport", "udp-echo"], PROMPT, REPLY);
     s.wait_for_line(from, "UDP-ECHO bound 7", REPLY);
 
     // The host's side: once the first echo came back, every one must, byte for byte.

@@ -54,6 +54,24 @@ pub fn target() -> Handle {
     launch_handle(slots::TARGET)
 }
 
+/// Fault injection, not an attack: asks the server in slot 1 (a fault-injection build in the test
+/// system) to crash with request `label`, prints `<line> reply=<error-name>` (`reply=ok` if the
+/// server survived) and exits. The reply must be `peer-dead`: the kernel killed the server while
+/// it owed the reply.
+pub fn crash(label: u64, line: &str) -> ! {
+    setup();
+    let server = Endpoint(target());
+    let mut reply = brainix_abi::Message::new(0);
+    let outcome = server
+        .call(&brainix_abi::Message::new(label), &[], &mut reply)
+        .and_then(|()| brainix_proto::status(&reply));
+    match outcome {
+        Ok(()) => println!("{line} reply=ok"),
+        Err(e) => println!("{line} reply={}", e.name()),
+    }
+    brainix_rt::exit(0)
+}
+
 /// Calls `endpoint` with an empty message: the attack is in the handle, not the message.
 pub fn call_empty(endpoint: Endpoint) -> Result<(), Error> {
     let mut reply = brainix_abi::Message::new(0);

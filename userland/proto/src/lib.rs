@@ -377,6 +377,9 @@ pub mod ip {
     pub const RECV: u64 = 4;
     /// The interface: address, prefix, gateway.
     pub const INFO: u64 = 5;
+    /// Only in the fault-injection build (`ip-faulty`, test system): the server dies of a page
+    /// fault, so the tests can watch the IP server fail and be restarted under its clients.
+    pub const CRASH: u64 = 0x7e;
     /// The longest a `RECV` waits: other clients (a `ping`) wait behind it.
     pub const RECV_WAIT_MAX_MS: u64 = 50;
     /// The badge the manifest gives the transport server's capability to the IP endpoint:

@@ -1,7 +1,9 @@
 //! udp-echo: a UDP echo server (port 7) on the transport server, as far as its grant goes
 //! (test system; the grant is its badge in the manifest). Lines: `UDP-ECHO bound 7`, and
 //! `UDP-ECHO error <what>` when a call fails. When the transport server goes away (its calls
-//! answer `peer-dead`) it binds again every 100 ms until a restarted one takes it.
+//! answer `peer-dead`) it binds again every 100 ms until a restarted one takes it. When the
+//! network below the transport server fails (an IP server that is down), its receives fail:
+//! it says so once, retries every 100 ms, and says `UDP-ECHO serving again` when one succeeds.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use brainix_abi::{Error, Message};
@@ -29,12 +31,14 @@ fn nap(ms: u64) {
 }
 
 /// Binds the port, retrying while there is no transport server; a refusal ends the program.
-fn bind(ep: Endpoint) {
+/// Says `bound` when `quiet` is false or it had to wait.
+fn bind(ep: Endpoint, quiet: bool) {
     let mut bind = Message::new(transport::BIND);
     bind.regs[0] = PORT;
     let mut said = false;
     loop {
         match call(ep, &bind, None) {
+            Ok(_) if quiet && !said => return,
             Ok(_) => return println!("UDP-ECHO bound {PORT}"),
             Err(e @ Error::PeerDead) => {
                 if !said {
@@ -54,19 +58,29 @@ fn bind(ep: Endpoint) {
 fn run(_pid: u64) -> ! {
     brainix_rt::set_console(Endpoint(launch_handle(client_slots::CONSOLE)));
     let ep = Endpoint(launch_handle(client_slots::TRANSPORT));
-    bind(ep);
+    bind(ep, false);
     let mut buf = [0u8; MAX_DATAGRAM];
+    // Whether the last receive failed: the failure is said once, not every 100 ms.
+    let mut failing = false;
     loop {
         let mut recv = Message::new(transport::RECV_FROM);
         recv.regs = [PORT, transport::RECV_WAIT_MAX_MS, 0, 0];
         let got = call(ep, &recv, Some(cap::lend_mut(&mut buf)));
+        if failing && matches!(got, Ok(_) | Err(Error::Timeout)) {
+            println!("UDP-ECHO serving again");
+            failing = false;
+        }
         let r = match got {
             Ok(r) => r,
             Err(Error::Timeout) => continue,
             Err(e) => {
+                if !failing {
+                    println!("UDP-ECHO error recv: {}", e.name());
+                    failing = true;
+                }
+                nap(100);
                 // A restarted transport server has forgotten the socket: bind anew.
-                println!("UDP-ECHO error recv: {}", e.name());
-                bind(ep);
+                bind(ep, true);
                 continue;
             }
         };
