@@ -29,7 +29,7 @@ mod combined {
     use brainix_ip::MTU;
     use brainix_ip::server::{Ip, Link, interface};
     use brainix_proto::{driver::slots, launch_handle};
-    use brainix_rt::{Endpoint, Log, cap};
+    use brainix_rt::{Endpoint, Log};
     use brainix_transport::server::{Arrival, Network, Server};
     use brainix_virtio::log;
     use brainix_virtio_net::MacText;

@@ -200,6 +200,18 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
     };
     let (send, receive) = (rights::SEND, rights::RECEIVE);
     let rw = rights::READ | rights::WRITE;
+    // A virtio device server's slots (`driver::slots`): the endpoint it serves, its IRQ wait.
+    let device_server = |served: &'static str, irq_wait: &'static str| {
+        vec![
+            (driver::slots::ENDPOINT, Expect::Endpoint(served, receive)),
+            (driver::slots::IRQ_WAIT, Expect::Endpoint(irq_wait, receive)),
+            (driver::slots::LOG, Expect::Log),
+            (driver::slots::DMA, Expect::AnyDmaPool),
+            (driver::slots::IRQ, Expect::Device(0x1af4, "irq")),
+            (driver::slots::DEVICE, Expect::Device(0x1af4, "config")),
+            (driver::slots::FIRST_BAR, Expect::Device(0x1af4, "bar")),
+        ]
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../system");
     for name in ["default.toml", "test.toml"] {
         let path = root.join(name);
@@ -330,33 +342,8 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                     (fuzz::slots::PORT, Expect::IoPorts(0x80, 1, rights::READ)),
                     (fuzz::slots::AUDIT, Expect::AuditRead),
                 ],
-                "brainix-virtio-rng" => vec![
-                    (
-                        driver::slots::ENDPOINT,
-                        Expect::Endpoint("entropy", receive),
-                    ),
-                    (
-                        driver::slots::IRQ_WAIT,
-                        Expect::Endpoint("entropy-irq", receive),
-                    ),
-                    (driver::slots::LOG, Expect::Log),
-                    (driver::slots::DMA, Expect::AnyDmaPool),
-                    (driver::slots::IRQ, Expect::Device(0x1af4, "irq")),
-                    (driver::slots::DEVICE, Expect::Device(0x1af4, "config")),
-                    (driver::slots::FIRST_BAR, Expect::Device(0x1af4, "bar")),
-                ],
-                "brainix-virtio-blk" => vec![
-                    (driver::slots::ENDPOINT, Expect::Endpoint("block", receive)),
-                    (
-                        driver::slots::IRQ_WAIT,
-                        Expect::Endpoint("block-irq", receive),
-                    ),
-                    (driver::slots::LOG, Expect::Log),
-                    (driver::slots::DMA, Expect::AnyDmaPool),
-                    (driver::slots::IRQ, Expect::Device(0x1af4, "irq")),
-                    (driver::slots::DEVICE, Expect::Device(0x1af4, "config")),
-                    (driver::slots::FIRST_BAR, Expect::Device(0x1af4, "bar")),
-                ],
+                "brainix-virtio-rng" => device_server("entropy", "entropy-irq"),
+                "brainix-virtio-blk" => device_server("block", "block-irq"),
                 "brainix-ip" => vec![
                     (ip::slots::ENDPOINT, Expect::Endpoint("ip", receive)),
                     (ip::slots::LINK, Expect::Endpoint("link", send)),
@@ -371,6 +358,12 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                     (transport::slots::LOG, Expect::Log),
                 ],
                 "brainix-transport" => {
+                    // The combined server's echo client: its endpoint, and a nap of its own.
+                    let (served, nap) = if p.name == "udp-echo-combined" {
+                        ("combined", "udp-echo-combined-nap")
+                    } else {
+                        ("transport", "udp-echo-nap")
+                    };
                     let mut l = vec![
                         (
                             transport::client_slots::CONSOLE,
@@ -378,33 +371,21 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                         ),
                         (
                             transport::client_slots::TRANSPORT,
-                            Expect::Endpoint("transport", send),
+                            Expect::Endpoint(served, send),
                         ),
                     ];
                     if p.bin == "udp-echo" {
-                        l.push((
-                            transport::client_slots::NAP,
-                            Expect::Endpoint("udp-echo-nap", receive),
-                        ));
+                        l.push((transport::client_slots::NAP, Expect::Endpoint(nap, receive)));
                     }
                     l
                 }
+                // A device server's slots, serving the transport protocol.
+                "brainix-netstack-combined" => device_server("combined", "combined-irq"),
                 "brainix-virtio-net" if p.bin == "link-probe" => vec![
                     (0, Expect::Endpoint("console", send)),
                     (1, Expect::Endpoint("link", send)),
                 ],
-                "brainix-virtio-net" => vec![
-                    (driver::slots::ENDPOINT, Expect::Endpoint("link", receive)),
-                    (
-                        driver::slots::IRQ_WAIT,
-                        Expect::Endpoint("link-irq", receive),
-                    ),
-                    (driver::slots::LOG, Expect::Log),
-                    (driver::slots::DMA, Expect::AnyDmaPool),
-                    (driver::slots::IRQ, Expect::Device(0x1af4, "irq")),
-                    (driver::slots::DEVICE, Expect::Device(0x1af4, "config")),
-                    (driver::slots::FIRST_BAR, Expect::Device(0x1af4, "bar")),
-                ],
+                "brainix-virtio-net" => device_server("link", "link-irq"),
                 "brainix-fs" => vec![
                     (fs::slots::ENDPOINT, Expect::Endpoint("fs", receive)),
                     (fs::slots::BLOCK, Expect::Endpoint("block", send)),
@@ -442,6 +423,7 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                             Some(Expect::Mmio(0xb000_0000, 1, rights::READ))
                         }
                         "crash-blk" => Some(Expect::Endpoint("block", send)),
+                        "crash-ip" => Some(Expect::Endpoint("ip", send)),
                         "rogue-driver" => {
                             l.push((2, Expect::Device(0x8086, "bar")));
                             Some(Expect::Device(0x8086, "config"))
