@@ -259,13 +259,20 @@ pub enum Error {
     Exists = 18,
     /// No room left (servers' replies).
     NoSpace = 19,
+    /// The remote refused or reset the connection: a TCP reset came (the transport server's
+    /// replies).
+    Reset = 20,
+    /// The remote stopped answering: a TCP connection's retransmissions (or its handshake's)
+    /// ran out, the connection timed out (the transport server's replies). Unlike
+    /// [`Error::Timeout`], which only says a bounded wait ended, the connection is gone.
+    Unreachable = 21,
 }
 
 impl Error {
     /// The error for a code, if it is one.
     pub fn from_code(code: u64) -> Option<Error> {
         use Error::*;
-        const ALL: [Error; 19] = [
+        const ALL: [Error; 21] = [
             NoSuchCall,
             BadHandle,
             StaleHandle,
@@ -285,6 +292,8 @@ impl Error {
             NotFound,
             Exists,
             NoSpace,
+            Reset,
+            Unreachable,
         ];
         ALL.get(usize::try_from(code).ok()?.checked_sub(1)?)
             .copied()
@@ -312,6 +321,8 @@ impl Error {
             Error::NotFound => "not-found",
             Error::Exists => "exists",
             Error::NoSpace => "no-space",
+            Error::Reset => "connection-reset",
+            Error::Unreachable => "unreachable",
         }
     }
 }
@@ -679,7 +690,9 @@ mod tests {
         assert_eq!(Syscall::from_number(30), Some(Syscall::AuditDevice));
         assert_eq!(Syscall::from_number(31), None);
         assert_eq!(Error::from_code(19), Some(Error::NoSpace));
-        assert_eq!(Error::from_code(20), None);
+        assert_eq!(Error::from_code(20), Some(Error::Reset));
+        assert_eq!(Error::from_code(21), Some(Error::Unreachable));
+        assert_eq!(Error::from_code(22), None);
         assert_eq!(CapType::from_number(10), Some(CapType::PciFunction));
         assert_eq!(CapType::from_number(11), None);
         assert_eq!(Error::from_code(0), None);

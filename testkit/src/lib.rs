@@ -13,6 +13,30 @@ use std::time::{Duration, Instant};
 
 pub mod uefi;
 
+/// xorshift64*: the seeded generator of the host tests' random cases. A fixed seed names a
+/// case that reproduces; the same sequence on every machine.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % (n as u64).max(1)) as usize
+    }
+
+    /// True `p` times in a hundred.
+    pub fn percent(&mut self, p: usize) -> bool {
+        self.below(100) < p
+    }
+}
+
 /// The directory holding the built images: `BRAINIX_IMAGE_DIR`, else `<workspace>/target/brainix`.
 pub fn image_dir() -> PathBuf {
     match std::env::var_os("BRAINIX_IMAGE_DIR") {

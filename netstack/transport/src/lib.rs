@@ -27,6 +27,8 @@ use brainix_proto::config::{Malformed, Record};
 use brainix_proto::transport::{Grant, MAX_DATAGRAM, MAX_GRANTS, Protocol, grant_index};
 use brainix_wire::{Drop, Drops, Ipv4Addr, Udp};
 
+pub mod tcp;
+
 /// Sockets the server keeps: one per granted client is what the manifests need.
 pub const SOCKETS: usize = 4;
 
@@ -95,6 +97,21 @@ impl Grants {
             .get(usize::from(grant_index(badge)?))
             .copied()
             .flatten()
+    }
+
+    /// Whether the grant `badge` names lets its holder use `protocol` on `local_port` and, when
+    /// `remote` is given, reach that address and port. Every TCP grant check is this one call
+    /// (listen, accept, connect, and each SYN for a listener).
+    pub fn permits(
+        &self,
+        badge: u64,
+        protocol: Protocol,
+        local_port: u16,
+        remote: Option<(Ipv4Addr, u16)>,
+    ) -> bool {
+        self.of(badge).is_some_and(|g| {
+            g.local(protocol, local_port) && remote.is_none_or(|(addr, port)| g.reaches(addr, port))
+        })
     }
 
     /// How many there are.

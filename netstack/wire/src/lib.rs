@@ -580,20 +580,108 @@ pub fn write_tcp(
     window: u16,
     data: &[u8],
 ) -> Option<usize> {
-    let len = TCP_HEADER + data.len();
-    let s = out.get_mut(..len)?;
-    s[0..2].copy_from_slice(&ports.0.to_be_bytes());
-    s[2..4].copy_from_slice(&ports.1.to_be_bytes());
-    s[4..8].copy_from_slice(&seq.to_be_bytes());
-    s[8..12].copy_from_slice(&ack.to_be_bytes());
-    s[12] = 5 << 4;
-    s[13] = flags;
-    s[14..16].copy_from_slice(&window.to_be_bytes());
-    s[16..20].copy_from_slice(&[0, 0, 0, 0]);
-    s[20..].copy_from_slice(data);
-    let c = transport_checksum(src, dst, PROTO_TCP, s);
-    s[16..18].copy_from_slice(&c.to_be_bytes());
-    Some(len)
+    let header = TcpHeader {
+        ports,
+        seq,
+        ack,
+        flags,
+        window,
+        mss: None,
+    };
+    header.write(out, src, dst, data)
+}
+
+/// The fields of a TCP header this stack writes; the only option it sends is the maximum
+/// segment size, on a SYN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpHeader {
+    /// Source and destination port.
+    pub ports: (u16, u16),
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number.
+    pub ack: u32,
+    /// Flags ([`TCP_SYN`], ...).
+    pub flags: u8,
+    /// Receive window.
+    pub window: u16,
+    /// The maximum segment size option (kind 2), if sent.
+    pub mss: Option<u16>,
+}
+
+impl TcpHeader {
+    /// The header's length: 20 bytes, 24 with the MSS option.
+    pub fn len(&self) -> usize {
+        TCP_HEADER + if self.mss.is_some() { 4 } else { 0 }
+    }
+
+    /// Always false: a TCP header is never empty (for clippy's `len` convention).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Writes the segment with `data` into `out`, checksum filled with the pseudo-header of
+    /// `src` to `dst`. Its length, or `None` if `out` is too short.
+    pub fn write(
+        &self,
+        out: &mut [u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        data: &[u8],
+    ) -> Option<usize> {
+        let off = self.len();
+        let s = out.get_mut(..off + data.len())?;
+        s[off..].copy_from_slice(data);
+        self.write_over(s, src, dst)
+    }
+
+    /// Writes the header in front of data already at `segment[self.len()..]` (the whole slice
+    /// is the segment), checksum filled. Its length, or `None` if `segment` is too short.
+    pub fn write_over(&self, segment: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) -> Option<usize> {
+        let off = self.len();
+        if segment.len() < off {
+            return None;
+        }
+        let s = segment;
+        s[0..2].copy_from_slice(&self.ports.0.to_be_bytes());
+        s[2..4].copy_from_slice(&self.ports.1.to_be_bytes());
+        s[4..8].copy_from_slice(&self.seq.to_be_bytes());
+        s[8..12].copy_from_slice(&self.ack.to_be_bytes());
+        s[12] = ((off / 4) as u8) << 4;
+        s[13] = self.flags;
+        s[14..16].copy_from_slice(&self.window.to_be_bytes());
+        s[16..20].copy_from_slice(&[0, 0, 0, 0]);
+        if let Some(mss) = self.mss {
+            s[20..22].copy_from_slice(&[2, 4]);
+            s[22..24].copy_from_slice(&mss.to_be_bytes());
+        }
+        let c = transport_checksum(src, dst, PROTO_TCP, s);
+        s[16..18].copy_from_slice(&c.to_be_bytes());
+        Some(s.len())
+    }
+}
+
+/// The maximum segment size a TCP options area announces (kind 2, length 4), if it does.
+/// `options` is a parsed segment's [`Tcp::options`], already checked to be well formed; an
+/// MSS option of another length is ignored.
+pub fn tcp_mss(mut o: &[u8]) -> Option<u16> {
+    while let [kind, rest @ ..] = o {
+        match kind {
+            0 => return None,
+            1 => o = rest,
+            _ => {
+                let len = usize::from(*rest.first()?);
+                if len < 2 || len > o.len() {
+                    return None;
+                }
+                if *kind == 2 && len == 4 {
+                    return Some(be16(o, 2));
+                }
+                o = &o[len..];
+            }
+        }
+    }
+    None
 }
 
 /// `a.b.c.d`.

@@ -1,5 +1,6 @@
 extern crate std;
 use super::*;
+use brainix_testkit::Rng;
 use std::vec::Vec;
 
 const A: Ipv4Addr = [10, 0, 2, 15];
@@ -56,7 +57,9 @@ fn dissect(f: &[u8]) -> Result<(), Drop> {
             match ip.proto {
                 PROTO_ICMP => Icmp::parse(ip.payload).map(drop),
                 PROTO_UDP => Udp::parse(ip.payload, ip.src, ip.dst).map(drop),
-                PROTO_TCP => Tcp::parse(ip.payload, ip.src, ip.dst).map(drop),
+                PROTO_TCP => Tcp::parse(ip.payload, ip.src, ip.dst).map(|t| {
+                    tcp_mss(t.options);
+                }),
                 _ => Err(Drop::NotForUs),
             }
         }
@@ -238,6 +241,42 @@ fn ip_options_well_formed_pass_and_malformed_are_refused() {
 }
 
 #[test]
+fn a_syn_with_the_mss_option_parses_back_and_the_option_is_found_among_others() {
+    let h = TcpHeader {
+        ports: (40000, 7),
+        seq: 0xffff_fff0,
+        ack: 0,
+        flags: TCP_SYN,
+        window: 8192,
+        mss: Some(1460),
+    };
+    let mut o = [0u8; 64];
+    let n = h.write(&mut o, A, B, b"").unwrap();
+    assert_eq!(n, 24);
+    let t = Tcp::parse(&o[..n], A, B).unwrap();
+    assert_eq!(
+        (t.seq, t.flags, t.window, t.data),
+        (0xffff_fff0, TCP_SYN, 8192, &b""[..])
+    );
+    assert_eq!(tcp_mss(t.options), Some(1460));
+    // Data after the option; too short a buffer.
+    let n = h.write(&mut o, A, B, b"abc").unwrap();
+    assert_eq!(Tcp::parse(&o[..n], A, B).unwrap().data, b"abc");
+    assert_eq!(h.write(&mut o[..26], A, B, b"abc"), None);
+    // NOPs, window scale and timestamps before it; an end-of-list before it hides it; a
+    // malformed length or a wrongly sized MSS is no MSS.
+    assert_eq!(
+        tcp_mss(&[1, 1, 3, 3, 7, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 2, 4, 5, 0xb4]),
+        Some(1460)
+    );
+    assert_eq!(tcp_mss(&[0, 0, 2, 4, 5, 0xb4]), None);
+    assert_eq!(tcp_mss(&[2, 3, 5, 0]), None);
+    assert_eq!(tcp_mss(&[5, 0, 2, 4, 5, 0xb4]), None);
+    assert_eq!(tcp_mss(&[2]), None);
+    assert_eq!(tcp_mss(&[]), None);
+}
+
+#[test]
 fn addresses_print_and_parse() {
     use std::string::ToString;
     assert_eq!(IpText([10, 0, 2, 15]).to_string(), "10.0.2.15");
@@ -252,20 +291,6 @@ fn addresses_print_and_parse() {
         "",
     ] {
         assert_eq!(parse_ip(bad), None, "{bad:?}");
-    }
-}
-
-/// xorshift64*: a fixed seed, so a failure names a case that reproduces.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
     }
 }
 
@@ -291,17 +316,17 @@ fn seeded_fuzz_never_panics_and_counts_every_drop() {
         match rng.below(10) {
             0 => {
                 let n = rng.below(1600);
-                f = (0..n).map(|_| rng.next() as u8).collect();
+                f = (0..n).map(|_| rng.next_u64() as u8).collect();
             }
             1 => f.truncate(rng.below(f.len() + 1)),
-            2 => f.extend((0..rng.below(1600)).map(|_| rng.next() as u8)),
+            2 => f.extend((0..rng.below(1600)).map(|_| rng.next_u64() as u8)),
             _ => {
                 for _ in 0..1 + rng.below(3) {
                     let at = rng.below(f.len());
                     if rng.below(2) == 0 {
                         f[at] ^= 1 << rng.below(8);
                     } else {
-                        f[at] = rng.next() as u8;
+                        f[at] = rng.next_u64() as u8;
                     }
                 }
             }
