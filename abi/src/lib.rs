@@ -438,11 +438,11 @@ pub mod rights {
 }
 
 /// Processes in the kernel's static table, and so pids `0..MAX_PROCESSES`. Our largest manifest
-/// (the test system) declares 40.
+/// (the test system) declares 42.
 pub const MAX_PROCESSES: usize = 48;
 
 /// Capability slots per process: handles name slots `0..CAP_SLOTS`. The test system's
-/// supervisor holds 46 (a control capability per process it may start, and report capabilities).
+/// supervisor holds 48 (a control capability per process it may start, and report capabilities).
 pub const CAP_SLOTS: usize = 48;
 
 /// Longest line [`Syscall::Log`] accepts; longer is [`Error::PayloadTooLarge`].

@@ -10,8 +10,8 @@
 //!
 //! One interface, static configuration ([`brainix_proto::ip::Config`]), a small ARP cache that
 //! learns only from ARP traffic addressed to this host (a gratuitous or third-party announcement
-//! cannot redirect it), ICMP echo answered. UDP datagrams for this host (checksum verified) are
-//! handed on, for the transport server to take; TCP is not served yet (counted as not for us).
+//! cannot redirect it), ICMP echo answered. UDP datagrams and TCP segments for this host (header
+//! and checksum verified) are handed on, for the transport server to take.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -22,8 +22,8 @@ pub mod server;
 use brainix_proto::ip::Config;
 use brainix_wire::{
     ARP_REPLY, ARP_REQUEST, Arp, BROADCAST, Drop, Drops, ETH_HEADER, ETHERTYPE_ARP, ETHERTYPE_IPV4,
-    Ethernet, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Icmp, Ipv4, Ipv4Addr, Mac, PROTO_ICMP, PROTO_UDP,
-    Udp, write_ethernet, write_icmp_echo, write_ipv4,
+    Ethernet, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, Icmp, Ipv4, Ipv4Addr, Mac, PROTO_ICMP, PROTO_TCP,
+    PROTO_UDP, Tcp, Udp, write_ethernet, write_icmp_echo, write_ipv4,
 };
 
 /// Largest frame, without the FCS (the link server's limit).
@@ -52,7 +52,8 @@ pub enum Input {
     Nothing,
     /// Send the first `n` bytes of the output buffer (an ARP or echo reply).
     Send(usize),
-    /// A UDP datagram for this host (its checksum verified): `frame[at..at + len]`.
+    /// A UDP datagram or TCP segment for this host (its header and checksum verified):
+    /// `frame[at..at + len]`.
     Datagram {
         /// Where it starts in the frame.
         at: usize,
@@ -60,6 +61,8 @@ pub enum Input {
         len: usize,
         /// Its sender.
         from: Ipv4Addr,
+        /// Its IP protocol: [`PROTO_UDP`] or [`PROTO_TCP`].
+        proto: u8,
     },
     /// An echo reply for this host.
     EchoReply {
@@ -247,13 +250,19 @@ impl Stack {
                 if ip.dst != self.config.address {
                     return Err(Drop::NotForUs);
                 }
-                if ip.proto == PROTO_UDP {
-                    Udp::parse(ip.payload, ip.src, ip.dst)?;
+                if ip.proto == PROTO_UDP || ip.proto == PROTO_TCP {
+                    // Checked here so the transport server is never woken for a corrupt one.
+                    if ip.proto == PROTO_UDP {
+                        Udp::parse(ip.payload, ip.src, ip.dst)?;
+                    } else {
+                        Tcp::parse(ip.payload, ip.src, ip.dst)?;
+                    }
                     let at = ETH_HEADER + usize::from(eth.payload[0] & 0x0f) * 4;
                     return Ok(Input::Datagram {
                         at,
                         len: ip.payload.len(),
                         from: ip.src,
+                        proto: ip.proto,
                     });
                 }
                 if ip.proto != PROTO_ICMP {

@@ -1,5 +1,6 @@
 //! The IP server's work over any link: [`Ip`] takes frames from a [`Link`], answers ARP and
-//! echo requests, queues UDP datagrams for the transport layer and sends its messages; [`serve`]
+//! echo requests, queues UDP datagrams and TCP segments for the transport layer and sends its
+//! messages; [`serve`]
 //! is the IP server's request loop ([`brainix_proto::ip`]) around it.
 //!
 //! The IP server (`src/main.rs`) gives it a link that is IPC to the link server; a combined
@@ -12,7 +13,7 @@ use brainix_proto::ip::{self, Config};
 use brainix_proto::{config, status_of};
 use brainix_rt::fmt::Buffer;
 use brainix_rt::{Endpoint, Log, Received, ReplyToken, cap};
-use brainix_wire::{Drop, Ipv4Addr, Mac, PROTO_UDP};
+use brainix_wire::{Drop, Ipv4Addr, Mac};
 use core::fmt::Write;
 
 /// The layer below: raw Ethernet frames, one at a time.
@@ -27,9 +28,10 @@ pub trait Link {
     fn notified(&mut self) {}
 }
 
-/// UDP datagrams waiting for the transport layer. Four covers a burst of echo traffic between
-/// two of its receives; when full, new ones are dropped and counted.
-pub const QUEUE: usize = 4;
+/// UDP datagrams and TCP segments waiting for the transport layer, in arrival order. Eight holds
+/// a full TCP window of the transport server's (`brainix_transport::tcp::RECV_BUF`, 8 KiB:
+/// six segments) with room for acknowledgements; when full, new ones are dropped and counted.
+pub const QUEUE: usize = 8;
 /// The largest transport-layer message: a full IP payload.
 pub const DATAGRAM: usize = MTU - 34;
 
@@ -43,6 +45,7 @@ pub const GRACE_MS: u64 = 5;
 struct Queued {
     len: usize,
     from: Ipv4Addr,
+    proto: u8,
     bytes: [u8; DATAGRAM],
 }
 
@@ -85,6 +88,7 @@ impl<L: Link> Ip<L> {
                 Queued {
                     len: 0,
                     from: [0; 4],
+                    proto: 0,
                     bytes: [0; DATAGRAM],
                 }
             }; QUEUE],
@@ -151,7 +155,7 @@ impl<L: Link> Ip<L> {
         let got = take(Datagram {
             bytes: &q.bytes[..q.len],
             from: q.from,
-            proto: PROTO_UDP,
+            proto: q.proto,
         })?;
         self.head = (self.head + 1) % QUEUE;
         self.queued -= 1;
@@ -179,7 +183,12 @@ impl<L: Link> Ip<L> {
                 seq,
                 ttl,
             } => Ok(Some((from, ident, seq, ttl))),
-            Input::Datagram { at, len, from } => {
+            Input::Datagram {
+                at,
+                len,
+                from,
+                proto,
+            } => {
                 if self.queued == QUEUE {
                     self.stack.stats.drops.count(Drop::QueueFull);
                 } else {
@@ -187,6 +196,7 @@ impl<L: Link> Ip<L> {
                     q.bytes[..len].copy_from_slice(&self.frame[at..at + len]);
                     q.len = len;
                     q.from = from;
+                    q.proto = proto;
                     self.queued += 1;
                 }
                 Ok(None)

@@ -8,7 +8,7 @@ const CONFIG: Config = Config {
     prefix: 24,
     gateway: [10, 0, 2, 2],
 };
-use brainix_wire::{PROTO_UDP, write_udp};
+use brainix_wire::{PROTO_TCP, PROTO_UDP, TCP_SYN, write_tcp, write_udp};
 use std::vec::Vec;
 
 const ME: Mac = [0x52, 0x54, 0, 0xbe, 0xef, 1];
@@ -129,15 +129,16 @@ fn an_echo_reply_goes_to_the_waiting_ping_and_the_rest_is_counted() {
             ttl: 64
         }
     );
-    // For another address; TCP (not served yet); another host's unicast frame.
+    // For another address; a protocol not served (IGMP); another host's unicast frame.
     assert_eq!(
         s.input(&echo(ICMP_ECHO_REQUEST, [10, 0, 2, 16]), &mut out),
         Input::Nothing
     );
-    let tcp = ipv4(CONFIG.address, brainix_wire::PROTO_TCP, &|o| {
-        brainix_wire::write_tcp(o, HOST, CONFIG.address, (1, 7), 0, 0, 2, 0, b"").unwrap()
+    let igmp = ipv4(CONFIG.address, 2, &|o| {
+        o[..8].copy_from_slice(&[0x11, 0, 0xee, 0xff, 0, 0, 0, 0]);
+        8
     });
-    assert_eq!(s.input(&tcp, &mut out), Input::Nothing);
+    assert_eq!(s.input(&igmp, &mut out), Input::Nothing);
     let mut other = echo(ICMP_ECHO_REQUEST, CONFIG.address);
     other[..6].copy_from_slice(&[0x52, 0x54, 0, 0, 0, 9]);
     assert_eq!(s.input(&other, &mut out), Input::Nothing);
@@ -158,10 +159,16 @@ fn a_udp_datagram_for_us_is_handed_on_whole_and_a_corrupt_one_dropped() {
     let udp = ipv4(CONFIG.address, PROTO_UDP, &|o| {
         write_udp(o, HOST, CONFIG.address, 5555, 7, b"datagram").unwrap()
     });
-    let Input::Datagram { at, len, from } = s.input(&udp, &mut out) else {
+    let Input::Datagram {
+        at,
+        len,
+        from,
+        proto,
+    } = s.input(&udp, &mut out)
+    else {
         panic!("not handed on");
     };
-    assert_eq!((at, len, from), (34, 16, HOST));
+    assert_eq!((at, len, from, proto), (34, 16, HOST, PROTO_UDP));
     let d = brainix_wire::Udp::parse(&udp[at..at + len], HOST, CONFIG.address).unwrap();
     assert_eq!(
         (d.src_port, d.dst_port, d.data),
@@ -182,6 +189,39 @@ fn a_udp_datagram_for_us_is_handed_on_whole_and_a_corrupt_one_dropped() {
         b"back"
     );
     assert_eq!(s.wrap(GW, HOST, PROTO_UDP, MTU, &mut out), None);
+}
+
+#[test]
+fn a_tcp_segment_for_us_is_handed_on_with_its_protocol_and_a_corrupt_one_dropped() {
+    let mut s = stack();
+    let mut out = [0u8; MTU];
+    let tcp = ipv4(CONFIG.address, PROTO_TCP, &|o| {
+        write_tcp(
+            o,
+            HOST,
+            CONFIG.address,
+            (40000, 7),
+            9,
+            0,
+            TCP_SYN,
+            4096,
+            b"",
+        )
+        .unwrap()
+    });
+    assert_eq!(
+        s.input(&tcp, &mut out),
+        Input::Datagram {
+            at: 34,
+            len: 20,
+            from: HOST,
+            proto: PROTO_TCP
+        }
+    );
+    let mut bad = tcp.clone();
+    bad[38] ^= 1;
+    assert_eq!(s.input(&bad, &mut out), Input::Nothing);
+    assert_eq!(s.stats.drops.of(Drop::BadChecksum), 1);
 }
 
 #[test]

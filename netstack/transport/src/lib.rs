@@ -1,4 +1,4 @@
-//! # The transport layer of the BraiNIX network stack: UDP sockets, default deny
+//! # The transport layer of the BraiNIX network stack: UDP sockets and TCP, default deny
 //!
 //! What the transport server (`src/main.rs`) decides, kept apart from the IPC so it is tested on
 //! the host. A client is known by its badge, which the manifest sets and the kernel attaches;
@@ -9,17 +9,21 @@
 //! - `send`: the grant must reach the remote address and port (else denied, counted), and the
 //!   port must be one the caller bound;
 //! - ingress: a datagram goes only to a bound port, and only if that socket's grant reaches
-//!   its sender's address and port (else dropped, counted).
+//!   its sender's address and port (else dropped, counted);
+//! - TCP ([`tcp`]): listen, accept and connect need a TCP grant naming the port (and, to
+//!   connect, the remote); a SYN reaches a listener only from a remote its grant names (else
+//!   RST, counted). Every TCP check is [`Grants::permits`].
 //!
 //! A denial is decided before anything is built or sent: a refused request costs no packet.
 //!
-//! [`server`] is the server's request loop around the sockets, over any [`server::Network`]:
+//! [`server`] is the server's request loop around the sockets and connections, over any [`server::Network`]:
 //! IPC to the IP server in the transport server, the IP layer itself in a combined network
 //! server.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod server;
 
 use brainix_abi::Error;
@@ -150,6 +154,11 @@ impl Sockets {
                 drops: Drops([0; Drop::COUNT]),
             },
         }
+    }
+
+    /// Enforces `grants` from now on.
+    pub fn set_grants(&mut self, grants: Grants) {
+        self.grants = grants;
     }
 
     /// The grants it enforces.

@@ -1,7 +1,7 @@
-//! The transport server: UDP sockets over the IP server, default deny. Speaks
+//! The transport server: UDP sockets and TCP over the IP server, default deny. Speaks
 //! [`brainix_proto::transport`] to its clients and [`brainix_proto::ip`] (`SEND`, `RECV`) to the
-//! IP server, by synchronous IPC only; payloads cross in leases. Each client's badge is its
-//! grant; [`brainix_transport::Sockets`] holds every check.
+//! IP server, by synchronous IPC only; payloads cross in leases. Each client's badge names its
+//! grant; [`brainix_transport::Sockets`] and [`brainix_transport::tcp::Tcp`] hold every check.
 //!
 //! The request loop is [`brainix_transport::server`]; here is only the network below it: IPC to
 //! the IP server.
@@ -73,8 +73,14 @@ mod chain {
     }
 
     pub fn run() -> ! {
-        let ip = IpServer(Endpoint(launch_handle(slots::IP)), None);
-        let mut server = Server::new(ip, Log(launch_handle(slots::LOG)));
+        // 75 KiB, most of it TCP's buffers: in a static, built at compile time, not on the stack.
+        static mut SERVER: Server<IpServer> = Server::new(
+            IpServer(Endpoint(launch_handle(slots::IP)), None),
+            Log(launch_handle(slots::LOG)),
+        );
+        // SAFETY: `run` is entered once (the program's entry) and never returns; this is the
+        // only reference ever made to `SERVER`.
+        let server = unsafe { &mut *core::ptr::addr_of_mut!(SERVER) };
         server.run(Endpoint(launch_handle(slots::ENDPOINT)))
     }
 }

@@ -54,8 +54,9 @@ pub const MSS: usize = 1460;
 pub const DEFAULT_MSS: usize = 536;
 /// The smallest segment size believed from a peer: a smaller one only multiplies segments.
 pub const MIN_MSS: usize = 64;
-/// The largest segment [`Tcp::output`] writes: header, MSS option, a full segment.
-pub const SEGMENT_MAX: usize = TCP_HEADER + 4 + MSS;
+/// The largest segment [`Tcp::output`] writes: header and a full segment (a SYN, with its
+/// option, carries no data).
+pub const SEGMENT_MAX: usize = TCP_HEADER + MSS;
 /// Resets owed to segments for no connection, waiting for [`Tcp::output`]; more are not sent
 /// (counted): a flood of strays cannot make us flood back.
 pub const RESETS: usize = 4;
@@ -306,6 +307,8 @@ struct Tcb {
     fin_seq: Option<u32>,
     rcv_nxt: u32,
     fin_received: bool,
+    /// The right edge of the window last advertised.
+    rcv_adv: u32,
     /// Send an acknowledgement (or window update) at the next output.
     ack_now: bool,
     /// Send a zero-window probe at the next output.
@@ -374,6 +377,7 @@ impl Tcb {
             fin_seq: None,
             rcv_nxt: 0,
             fin_received: false,
+            rcv_adv: 0,
             ack_now: false,
             probe_now: false,
             abort_now: false,
@@ -516,6 +520,12 @@ impl Tcp {
                 rejects: [0; Reject::COUNT],
             },
         }
+    }
+
+    /// Enforces `grants` from now on, and varies the initial sequence numbers by `seed`.
+    pub fn configure(&mut self, grants: Grants, seed: u64) {
+        self.grants = grants;
+        self.rng = seed | 1;
     }
 
     /// Sets the host address (once the layer below has said it).
@@ -732,11 +742,13 @@ impl Tcp {
         if c.recv.len == 0 {
             return Ok(c.fin_received.then_some(0));
         }
-        let before = c.window();
         let n = c.recv.drain_with(max, write)?;
-        // Re-open the window once it grew by a segment or half the buffer (no silly windows).
-        let grown = c.window() - before;
-        if before == 0 || grown as usize >= c.mss.min(RECV_BUF / 2) {
+        // A window update when the window last advertised is under a segment, or the window
+        // has since grown by half the buffer: no silly windows, and not an update per read.
+        let advertised = c.rcv_adv.wrapping_sub(c.rcv_nxt) as usize;
+        let grown = c.rcv_nxt.wrapping_add(c.window()).wrapping_sub(c.rcv_adv) as usize;
+        let open = c.window() as usize >= c.mss.min(RECV_BUF / 2);
+        if (advertised < c.mss && open) || grown >= RECV_BUF / 2 {
             c.ack_now = true;
         }
         Ok(Some(n))
@@ -901,11 +913,16 @@ impl Tcp {
                 return Ok(());
             }
         }
+        // A segment wholly before the window is an old duplicate: its data is not taken, but
+        // its acknowledgement is (a peer may resend its FIN with each acknowledgement).
+        let old = !c.acceptable(seg) && lt(seg.seq, c.rcv_nxt);
         if !c.acceptable(seg) {
             if f & TCP_RST == 0 {
                 c.ack_now = true;
             }
-            return Err(Reject::OutOfWindow);
+            if !old || f & (TCP_RST | TCP_SYN) != 0 || c.state == State::SynReceived {
+                return Err(Reject::OutOfWindow);
+            }
         }
         if f & TCP_RST != 0 {
             if seg.seq != c.rcv_nxt {
@@ -966,6 +983,9 @@ impl Tcp {
                 return Ok(());
             }
             _ => {}
+        }
+        if old {
+            return Err(Reject::OutOfWindow);
         }
         self.take_data(i, seg, now)
     }
@@ -1320,6 +1340,7 @@ impl Conn {
             self.arm(now);
         }
         self.ack_now = false;
+        self.rcv_adv = self.rcv_nxt.wrapping_add(u32::from(h.window));
         if h.flags & TCP_SYN == TCP_SYN && self.state == State::SynSent {
             h.ack = 0;
             h.flags = TCP_SYN;

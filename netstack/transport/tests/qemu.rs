@@ -1,21 +1,34 @@
-//! The transport server under QEMU: a UDP echo server in the guest answers the host through
-//! the user network's host forwarding (host → QEMU → link → ip → transport → udp-echo and
-//! back), and processes without a grant, or with a grant that does not reach, are refused with
-//! no packet of theirs on the wire (QEMU's `filter-dump` capture, read back here); a stopped
-//! transport server fails its client with an error, and restarted, serves it again.
+//! The transport server under QEMU: a UDP and a TCP echo server in the guest answer the host
+//! through the user network's host forwarding (host → QEMU → link → ip → transport → udp-echo
+//! or tcp-echo and back), and processes without a grant, or with a grant that does not reach,
+//! are refused with no packet of theirs on the wire (QEMU's `filter-dump` capture, read back
+//! here); a stopped transport server fails its client with an error, and restarted, serves it
+//! again.
 //!
 //! Needs the images from `cargo xtask build`.
 
-use brainix_testkit::{Boot, Scratch, free_udp_port, image, udp_echo_socket};
-use brainix_wire::{ETHERTYPE_IPV4, Ethernet, Ipv4, PROTO_UDP, Udp};
+use brainix_testkit::{Boot, Scratch, Session, free_udp_port, image, udp_echo_socket};
+use brainix_wire::{ETHERTYPE_IPV4, Ethernet, Ipv4, PROTO_TCP, PROTO_UDP, Tcp, Udp};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 const PROMPT: &str = "brainix> ";
 const BOOT: Duration = Duration::from_secs(60);
 const REPLY: Duration = Duration::from_secs(30);
 
-/// Every UDP datagram in a pcap file: (source, source port, destination, destination port).
-fn udp_in_capture(pcap: &[u8]) -> Vec<([u8; 4], u16, [u8; 4], u16)> {
+/// A transport-layer message seen in a capture.
+#[derive(Debug)]
+struct Seen {
+    proto: u8,
+    src: [u8; 4],
+    src_port: u16,
+    dst: [u8; 4],
+    dst_port: u16,
+}
+
+/// Every UDP datagram and TCP segment in a pcap file whose checksums verify.
+fn transport_in_capture(pcap: &[u8]) -> Vec<Seen> {
     assert!(pcap.len() >= 24, "no pcap header");
     assert_eq!(
         &pcap[..4],
@@ -37,13 +50,51 @@ fn udp_in_capture(pcap: &[u8]) -> Vec<([u8; 4], u16, [u8; 4], u16)> {
         let Ok(ip) = Ipv4::parse(eth.payload) else {
             continue;
         };
-        if ip.proto == PROTO_UDP
-            && let Ok(u) = Udp::parse(ip.payload, ip.src, ip.dst)
-        {
-            out.push((ip.src, u.src_port, ip.dst, u.dst_port));
+        let ports = match ip.proto {
+            PROTO_UDP => Udp::parse(ip.payload, ip.src, ip.dst).map(|u| (u.src_port, u.dst_port)),
+            PROTO_TCP => Tcp::parse(ip.payload, ip.src, ip.dst).map(|t| (t.src_port, t.dst_port)),
+            _ => continue,
+        };
+        if let Ok((src_port, dst_port)) = ports {
+            out.push(Seen {
+                proto: ip.proto,
+                src: ip.src,
+                src_port,
+                dst: ip.dst,
+                dst_port,
+            });
         }
     }
     out
+}
+
+/// What the capture in `pcap` holds of IP protocol `proto`: how many messages the guest's port 7
+/// sent and received, and every one to port 9999 (the probes' target, which nothing may reach).
+fn echo_in_capture(pcap: &Scratch, proto: u8) -> (usize, usize, Vec<Seen>) {
+    let guest = [10, 0, 2, 15];
+    let seen = transport_in_capture(&std::fs::read(&pcap.0).expect("the capture"));
+    let seen = seen.into_iter().filter(|d| d.proto == proto);
+    let (mut from, mut to, mut leaked) = (0, 0, Vec::new());
+    for d in seen {
+        from += usize::from(d.src == guest && d.src_port == 7);
+        to += usize::from(d.dst == guest && d.dst_port == 7);
+        if d.dst_port == 9999 {
+            leaked.push(d);
+        }
+    }
+    (from, to, leaked)
+}
+
+/// The transport server's pid, from the supervisor's launch lines (the last launch).
+fn transport_pid(s: &Session) -> u64 {
+    let console = s.console();
+    console
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("brainix: launched transport (pid "))
+        .and_then(|l| l.split(',').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no transport pid:\n{console}"))
 }
 
 #[test]
@@ -134,13 +185,7 @@ fn udp_echo_answers_the_host_and_ungranted_senders_are_refused_without_a_packet(
     // Containment: the transport server stopped, its client gets an error (not a hang) and
     // the host no echo; restarted, the client binds again and the echo comes back. The IP and
     // link servers and the kernel carry on throughout.
-    let console = s.console();
-    let pid: u64 = console
-        .lines()
-        .find_map(|l| l.strip_prefix("brainix: launched transport (pid "))
-        .and_then(|l| l.split(',').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no transport pid:\n{console}"));
+    let pid = transport_pid(&s);
     let from = s.console().len();
     let out = s.command(&format!("kill {pid}"), PROMPT, REPLY);
     assert!(out.contains(&format!("stopped pid {pid}")), "{out}");
@@ -167,17 +212,191 @@ fn udp_echo_answers_the_host_and_ungranted_senders_are_refused_without_a_packet(
     drop(s);
 
     // The capture holds the echo traffic both ways, and nothing for the probes' port 9999.
-    let udp = udp_in_capture(&std::fs::read(&pcap.0).expect("the capture"));
-    let guest = [10, 0, 2, 15];
-    let echoed = udp.iter().filter(|d| d.0 == guest && d.1 == 7).count();
-    let asked = udp.iter().filter(|d| d.2 == guest && d.3 == 7).count();
+    let (echoed, asked, leaked) = echo_in_capture(&pcap, PROTO_UDP);
     assert!(
         echoed >= 52 && asked >= echoed,
         "{echoed} echoed, {asked} asked"
     );
-    let leaked: Vec<_> = udp.iter().filter(|d| d.3 == 9999).collect();
     assert!(
         leaked.is_empty(),
         "refused datagrams on the wire: {leaked:?}"
+    );
+}
+
+/// The host's side of one echo: writes `data` (from a thread of its own, the echo flowing back
+/// meanwhile), shuts its sending half, and reads the echo to the end: what came back.
+fn echo_over(stream: TcpStream, data: &[u8]) -> Vec<u8> {
+    let mut writer = stream.try_clone().unwrap();
+    let data = data.to_vec();
+    let sending = std::thread::spawn(move || {
+        writer.write_all(&data).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    let mut reader = stream;
+    reader
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    reader.read_to_end(&mut back).unwrap();
+    sending.join().unwrap();
+    back
+}
+
+/// A connection through the forwarding whose echo works: QEMU accepts on the host at once, and
+/// closes again when the guest did not answer, so retry until a byte comes back (that byte is
+/// read here; the echo of what follows is the caller's).
+fn connect(port: u16, s: &Session) -> TcpStream {
+    let until = Instant::now() + REPLY;
+    loop {
+        if let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) {
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut b = [0u8; 1];
+            if c.write_all(b"?").is_ok() && c.read_exact(&mut b).is_ok() && &b == b"?" {
+                c.set_read_timeout(None).unwrap();
+                return c;
+            }
+        }
+        assert!(Instant::now() < until, "no TCP echo:\n{}", s.console());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn pattern(len: usize, salt: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u8)
+                .wrapping_mul(31)
+                .wrapping_add(salt ^ (i >> 8) as u8)
+        })
+        .collect()
+}
+
+#[test]
+fn tcp_echo_answers_the_host_byte_for_byte_and_a_client_without_a_tcp_grant_sends_nothing() {
+    let pcap = Scratch::new("tcp-echo.pcap");
+    // A free host port for the forwarding (taken, then released for QEMU).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:7");
+    let dump = format!("filter-dump,id=f0,netdev=n0,file={}", pcap.0.display());
+    let mut s = Boot::new(image("brainix-kernel-test.elf"))
+        .machine("q35")
+        .nic("52:54:00:be:ef:01", &netdev)
+        .args(&["-object", &dump])
+        .spawn();
+    s.expect(PROMPT, BOOT);
+    let from = s.start_all(&["ip", "transport", "tcp-echo"], PROMPT, REPLY);
+    s.wait_for_line(from, "TCP-ECHO listening 7", REPLY);
+
+    // Connections one after another, payloads of many sizes (a segment, one byte over, many
+    // windows' worth): each written whole, the host's half closed, the echo read to its end.
+    let mut conns = 0;
+    for (i, len) in [1, 100, 1460, 1461, 8192, 8193, 65_536, 300_001]
+        .into_iter()
+        .enumerate()
+    {
+        let c = connect(port, &s);
+        let data = pattern(len, i as u8);
+        let back = echo_over(c, &data);
+        assert_eq!(back.len(), len, "{len} bytes: {} back", back.len());
+        assert!(back == data, "{len} bytes differ");
+        conns += 1;
+    }
+    let from = s.console().len();
+    s.wait_for_line(0, "TCP-ECHO closed after 300002 bytes", REPLY);
+
+    // Throughput, host -> guest -> host: 1 MiB echoed, five runs.
+    let mut rates = Vec::new();
+    for run in 0..5u8 {
+        let c = connect(port, &s);
+        let data = pattern(1 << 20, run);
+        let t = Instant::now();
+        let back = echo_over(c, &data);
+        let elapsed = t.elapsed();
+        assert!(back == data, "run {run}");
+        rates.push((1 << 20) as f64 / elapsed.as_secs_f64() / (1 << 20) as f64);
+        conns += 1;
+    }
+    rates.sort_by(f64::total_cmp);
+    let counters = s.wait_for_line(0, "TCP-ECHO closed after 1048577 bytes", REPLY);
+    eprintln!("{counters}");
+    eprintln!(
+        "TCP echo throughput host->guest->host, 1 MiB each way, 5 runs: median {:.2} MiB/s (min {:.2}, max {:.2})",
+        rates[2], rates[0], rates[4]
+    );
+
+    // The host resets a connection mid-stream: the echo program hears of it and goes on.
+    let c = connect(port, &s);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&c);
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `fd` is the open socket `c` owns; the option value is a live `linger`, its size
+    // given.
+    let set = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0);
+    drop(c);
+    s.wait_for_line(from, "TCP-ECHO error echo: connection-reset", REPLY);
+    conns += 1;
+    let mut c = connect(port, &s);
+    c.write_all(b"after the reset").unwrap();
+    let mut b = [0u8; 15];
+    c.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"after the reset");
+    drop(c);
+    conns += 1;
+    let accepted = s.console()[..]
+        .matches("TCP-ECHO accepted 10.0.2.2:")
+        .count();
+    assert!(accepted >= conns, "{accepted} accepted, {conns} made");
+
+    // Without a TCP grant: refused, counted, and no SYN of it leaves.
+    let from = s.console().len();
+    s.command("start tcp-probe", PROMPT, REPLY);
+    s.wait_for_line(from, "TCP-PROBE done", REPLY);
+    let out = &s.console()[from..];
+    for line in [
+        "TCP-PROBE listen 7 REFUSED missing-right",
+        "TCP-PROBE connect 7 REFUSED missing-right",
+    ] {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
+    s.wait_for_line(from, "(denied so far: 2)", REPLY);
+
+    // Containment: the transport server stopped, the echo program's call fails (no hang);
+    // restarted, it listens again and the host connects again.
+    let pid = transport_pid(&s);
+    let from = s.console().len();
+    let out = s.command(&format!("kill {pid}"), PROMPT, REPLY);
+    assert!(out.contains(&format!("stopped pid {pid}")), "{out}");
+    s.wait_for_line(from, "TCP-ECHO error accept: peer-dead", REPLY);
+    let from = s.console().len();
+    s.command("start transport", PROMPT, REPLY);
+    s.wait_for_line(from, "TCP-ECHO listening 7", REPLY);
+    let c = connect(port, &s);
+    let back = echo_over(c, b"after restart");
+    assert_eq!(back, b"after restart");
+    drop(s);
+
+    // The capture: the echo traffic both ways, and nothing to the probe's port 9999.
+    let (from_echo, to_echo, leaked) = echo_in_capture(&pcap, PROTO_TCP);
+    assert!(
+        from_echo > 1000 && to_echo > 1000,
+        "{from_echo} from, {to_echo} to the echo"
+    );
+    assert!(
+        leaked.is_empty(),
+        "refused segments on the wire: {leaked:?}"
     );
 }

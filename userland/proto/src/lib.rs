@@ -370,9 +370,9 @@ pub mod ip {
     /// address, `regs[1]` = IP protocol, `regs[2]` = length; lease 0 (`READ`) holds it,
     /// checksum filled with this host's address ([`INFO`]) in the pseudo-header.
     pub const SEND: u64 = 3;
-    /// Transport server only: the next UDP datagram for this host, waiting up to `regs[0]` ms
-    /// (at most [`RECV_WAIT_MAX_MS`]). Lease 0 (`WRITE`) gets the datagram (header included,
-    /// its checksum already verified); reply `regs[0]` = length, `regs[1]` = source address,
+    /// Transport server only: the next UDP datagram or TCP segment for this host, in arrival
+    /// order, waiting up to `regs[0]` ms (at most [`RECV_WAIT_MAX_MS`]). Lease 0 (`WRITE`) gets
+    /// it (header included, its checksum already verified); reply `regs[0]` = length, `regs[1]` = source address,
     /// `regs[2]` = IP protocol.
     pub const RECV: u64 = 4;
     /// The interface: address, prefix, gateway.
@@ -411,7 +411,8 @@ pub mod ip {
     }
 }
 
-/// The transport server (`netstack/transport`): UDP sockets, default deny. A client reaches the
+/// The transport server (`netstack/transport`): UDP sockets and TCP connections, default deny.
+/// A client reaches the
 /// network only as far as its grant says, and the grant is its badge on the transport endpoint,
 /// set in the manifest (the kernel attaches it; no client can claim another). See
 /// [`transport::Grant`] for the layout.
@@ -422,11 +423,27 @@ pub mod ip {
 /// | [`transport::SEND_TO`] | `regs[0]` = bound local port, `regs[1]` = remote address (big-endian, low 32 bits), `regs[2]` = remote port, `regs[3]` = length (at most [`transport::MAX_DATAGRAM`]); lease 0 (`READ`) | `regs[0]` = bytes sent |
 /// | [`transport::RECV_FROM`] | `regs[0]` = bound local port, `regs[1]` = timeout in ms; lease 0 (`WRITE`) | `regs[0]` = length, `regs[1]` = remote address, `regs[2]` = remote port |
 /// | [`transport::STATS`] | | `regs[0]` = requests denied, `regs[1]` = datagrams delivered, `regs[2]` = datagrams sent, `regs[3]` = datagrams dropped (no socket, or a sender outside the grant) |
+/// | [`transport::LISTEN`] | `regs[0]` = local TCP port | |
+/// | [`transport::ACCEPT`] | `regs[0]` = listening port, `regs[1]` = wait in ms | `regs[0]` = connection, `regs[1]` = remote address, `regs[2]` = remote port |
+/// | [`transport::CONNECT`] | `regs[0]` = local port, `regs[1]` = remote address, `regs[2]` = remote port, `regs[3]` = wait in ms | `regs[0]` = connection, `regs[1]` = 1 once open, 0 while the handshake still runs (errors then come from the next call) |
+/// | [`transport::SEND`] | `regs[0]` = connection, `regs[1]` = length, `regs[2]` = wait in ms; lease 0 (`READ`) | `regs[0]` = bytes taken into the send buffer (at least 1; it waits for room) |
+/// | [`transport::RECV`] | `regs[0]` = connection, `regs[1]` = most bytes, `regs[2]` = wait in ms; lease 0 (`WRITE`) | `regs[0]` = bytes received, 0 once the peer closed and all was read |
+/// | [`transport::CLOSE`] | `regs[0]` = connection | FIN after what was sent; the connection is released |
+/// | [`transport::ABORT`] | `regs[0]` = connection | RST; the connection is released |
+/// | [`transport::TCP_STATS`] | | `regs[0]` = requests denied, `regs[1]` = connections opened, `regs[2]` = retransmissions, `regs[3]` = segments refused (malformed, for no connection or listener, or breaking a TCP rule) |
+///
+/// Every wait is bounded by [`transport::RECV_WAIT_MAX_MS`]: the server serves one request at
+/// a time, and keeps TCP running (segments in, timers, segments out) between and during them.
 ///
 /// Errors: [`Error::MissingRight`] when the caller's grant does not name the port, protocol or
 /// remote (counted as denied; nothing is sent), [`Error::NotFound`] for a port the caller has
-/// not bound, [`Error::Busy`] for a port another client bound, [`Error::NoSpace`] when every
-/// socket is taken, [`Error::Timeout`] when nothing came.
+/// not bound or listened on, or a connection that is not its own (or was released),
+/// [`Error::Busy`] for a port another client bound or listens on, [`Error::NoSpace`] when every
+/// socket, listener or connection is taken, [`Error::Timeout`] when nothing came within the
+/// wait (try again). A connection fails with [`Error::Reset`] when the peer refused or reset it,
+/// and [`Error::Unreachable`] when the peer stopped answering (retransmissions ran out); its
+/// client then releases it with `CLOSE`. [`Error::PeerDead`] means the transport server itself
+/// went away: its connections are gone.
 ///
 /// The combined network server (`netstack/combined`: link, IP and transport in one process, on
 /// a network card of its own) serves the same protocol on its own endpoint; its slots are a
@@ -440,9 +457,26 @@ pub mod transport {
     pub const RECV_FROM: u64 = 3;
     /// Counters.
     pub const STATS: u64 = 4;
+    /// Listen on a TCP port.
+    pub const LISTEN: u64 = 5;
+    /// Take a connection that came in on a listening port.
+    pub const ACCEPT: u64 = 6;
+    /// Open a TCP connection.
+    pub const CONNECT: u64 = 7;
+    /// Send on a connection.
+    pub const SEND: u64 = 8;
+    /// Receive from a connection.
+    pub const RECV: u64 = 9;
+    /// Close a connection (FIN).
+    pub const CLOSE: u64 = 10;
+    /// Abort a connection (RST).
+    pub const ABORT: u64 = 11;
+    /// TCP counters.
+    pub const TCP_STATS: u64 = 12;
     /// Largest UDP payload: a 1500-byte IP packet less the IP and UDP headers.
     pub const MAX_DATAGRAM: usize = 1472;
-    /// How long one `RECV_FROM` may wait: the server serves one client at a time.
+    /// How long one `RECV_FROM`, `ACCEPT`, `CONNECT`, `SEND` or `RECV` may wait: the server
+    /// serves one client at a time.
     pub const RECV_WAIT_MAX_MS: u64 = 200;
 
     /// The most grants one transport server enforces (the manifest compiler refuses more).
@@ -544,14 +578,15 @@ pub mod transport {
         pub const LOG: u16 = 2;
     }
 
-    /// The UDP test clients' slots (`udp-echo`, `udp-probe`).
+    /// The test clients' slots (`udp-echo`, `udp-probe`, `tcp-echo`, `tcp-probe`).
     pub mod client_slots {
         /// The console, `SEND`.
         pub const CONSOLE: u16 = 0;
         /// The transport endpoint, `SEND`, badge = the grant (or none).
         pub const TRANSPORT: u16 = 1;
-        /// `udp-echo` only: an endpoint of its own, `RECEIVE`, that nobody sends to: it waits
-        /// there (with a timeout) between attempts to bind while the transport server is down.
+        /// `udp-echo` and `tcp-echo`: an endpoint of their own, `RECEIVE`, that nobody sends
+        /// to: they wait there (with a timeout) between attempts while the transport server is
+        /// down.
         pub const NAP: u16 = 2;
     }
 

@@ -374,7 +374,12 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                             Expect::Endpoint(served, send),
                         ),
                     ];
-                    if p.bin == "udp-echo" {
+                    if p.bin == "udp-echo" || p.bin == "tcp-echo" {
+                        let nap = if p.bin == "tcp-echo" {
+                            "tcp-echo-nap"
+                        } else {
+                            nap
+                        };
                         l.push((transport::client_slots::NAP, Expect::Endpoint(nap, receive)));
                     }
                     l

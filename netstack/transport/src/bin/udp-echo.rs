@@ -7,28 +7,14 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use brainix_abi::{Error, Message};
+use brainix_proto::launch_handle;
 use brainix_proto::transport::{self, MAX_DATAGRAM, client_slots};
-use brainix_proto::{launch_handle, status};
 use brainix_rt::{Endpoint, cap, println};
+use brainix_transport::client::{call, nap};
 
 brainix_rt::entry!(run);
 
 const PORT: u64 = 7;
-
-fn call(ep: Endpoint, msg: &Message, lease: Option<cap::Lent<'_>>) -> Result<Message, Error> {
-    let mut reply = Message::new(0);
-    match lease {
-        Some(l) => ep.call(msg, &[l], &mut reply)?,
-        None => ep.call(msg, &[], &mut reply)?,
-    }
-    status(&reply).map(|()| reply)
-}
-
-/// Waits `ms` on the endpoint nobody sends to.
-fn nap(ms: u64) {
-    let mut msg = Message::new(0);
-    let _ = Endpoint(launch_handle(client_slots::NAP)).recv(&mut msg, ms);
-}
 
 /// Binds the port, retrying while there is no transport server; a refusal ends the program.
 /// Says `bound` when `quiet` is false or it had to wait.

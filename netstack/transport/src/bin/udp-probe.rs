@@ -6,9 +6,10 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use brainix_abi::{Error, Message};
+use brainix_proto::launch_handle;
 use brainix_proto::transport::{self, client_slots};
-use brainix_proto::{launch_handle, status};
 use brainix_rt::{Endpoint, cap, println};
+use brainix_transport::client::call;
 
 brainix_rt::entry!(run);
 
@@ -17,18 +18,9 @@ brainix_rt::entry!(run);
 const TARGET: [u8; 4] = [10, 0, 2, 2];
 const TARGET_PORT: u64 = 9999;
 
-fn call(ep: Endpoint, msg: &Message, lease: Option<cap::Lent<'_>>) -> Result<(), Error> {
-    let mut reply = Message::new(0);
-    match lease {
-        Some(l) => ep.call(msg, &[l], &mut reply)?,
-        None => ep.call(msg, &[], &mut reply)?,
-    }
-    status(&reply)
-}
-
-fn say(what: &str, port: u64, r: Result<(), Error>) {
+fn say(what: &str, port: u64, r: Result<Message, Error>) {
     match r {
-        Ok(()) => println!("UDP-PROBE {what} {port} OK"),
+        Ok(_) => println!("UDP-PROBE {what} {port} OK"),
         Err(e) => println!("UDP-PROBE {what} {port} REFUSED {}", e.name()),
     }
 }

@@ -514,6 +514,44 @@ fn drain(tcp: &mut Tcp, now: u64) -> Vec<(u16, u16, u32, u32, u8)> {
     got
 }
 
+/// QEMU's user network resends its FIN with every acknowledgement after it closed: the data is
+/// old, the acknowledgement is not, and must be taken (else everything sent after is resent).
+#[test]
+fn an_acknowledgement_on_an_old_duplicate_segment_is_taken() {
+    let mut tcp = stack(A, 21);
+    let g = grant(CLIENT_PORT);
+    let (p, q) = (SERVER_PORT, CLIENT_PORT);
+    let h = tcp.connect(g, CLIENT_PORT, B, SERVER_PORT, 1).unwrap();
+    let syn = drain(&mut tcp, 1);
+    let iss = syn[0].2;
+    tcp.input(B, A, &raw(p, q, 1000, iss + 1, TCP_SYN | TCP_ACK, b""), 2);
+    tcp.input(B, A, &raw(p, q, 1001, iss + 1, TCP_FIN | TCP_ACK, b""), 3);
+    assert_eq!(tcp.state(g, h), Ok(State::CloseWait));
+    let data = pattern(3000, 1);
+    tcp.send_with(g, h, data.len(), |at, run| {
+        run.copy_from_slice(&data[at..at + run.len()]);
+        Ok(run.len())
+    })
+    .unwrap();
+    let sent = drain(&mut tcp, 4);
+    assert!(sent.iter().any(|s| s.2 == iss + 1));
+    // Its FIN again, acknowledging everything: an old segment whose acknowledgement counts.
+    tcp.input(
+        B,
+        A,
+        &raw(p, q, 1001, iss + 3001, TCP_FIN | TCP_ACK, b""),
+        5,
+    );
+    assert_eq!(tcp.stats.rejected(Reject::OutOfWindow), 1);
+    let c = &tcp.conns[(h & 0xff) as usize];
+    assert_eq!((c.snd_una, c.send.len), (iss + 3001, 0));
+    // Nothing is resent when the timer would have run out.
+    drain(&mut tcp, 5);
+    tcp.tick(5 + RTO_MAX_MS);
+    assert!(drain(&mut tcp, 5 + RTO_MAX_MS).is_empty());
+    assert_eq!(tcp.stats.retransmits, 0);
+}
+
 #[test]
 fn segments_for_no_connection_get_a_reset_and_a_refused_connect_says_reset() {
     let mut tcp = stack(A, 9);
