@@ -59,22 +59,29 @@ mod combined {
     }
 
     /// The IP layer as the transport layer's network: a call where the chain asks the IP server.
-    struct Local(Ip<Device>);
+    /// `None` only until `run` has opened the device (the server is built at compile time).
+    struct Local(Option<Ip<Device>>);
+
+    impl Local {
+        fn ip(&mut self) -> Result<&mut Ip<Device>, Error> {
+            self.0.as_mut().ok_or(Error::PeerDead)
+        }
+    }
 
     impl Network for Local {
         fn address(&mut self) -> Result<Ipv4Addr, Error> {
-            Ok(self.0.config().address)
+            Ok(self.ip()?.config().address)
         }
 
         fn send(&mut self, dst: Ipv4Addr, proto: u8, message: &[u8]) -> Result<(), Error> {
-            self.0.send_with(dst, proto, message.len(), |out| {
+            self.ip()?.send_with(dst, proto, message.len(), |out| {
                 out.copy_from_slice(message);
                 Ok(())
             })
         }
 
         fn recv(&mut self, into: &mut [u8], ms: u64) -> Result<Arrival, Error> {
-            self.0.recv_with(ms, |d| {
+            self.ip()?.recv_with(ms, |d| {
                 let len = d.bytes.len().min(into.len());
                 into[..len].copy_from_slice(&d.bytes[..len]);
                 Ok(Arrival {
@@ -86,14 +93,15 @@ mod combined {
         }
 
         fn notified(&mut self) {
-            self.0.link().notified();
+            if let Ok(ip) = self.ip() {
+                ip.link().notified();
+            }
         }
     }
 
     pub fn run(pid: u64) -> ! {
         let endpoint = Endpoint(launch_handle(slots::ENDPOINT));
-        let log_to = Log(launch_handle(slots::LOG));
-        let config = interface(endpoint, log_to);
+        let config = interface(endpoint, Log(launch_handle(slots::LOG)));
         let nic = Nic::open_or_exit();
         let mac = nic.mac();
         log!(
@@ -103,8 +111,13 @@ mod combined {
             config.prefix,
             IpText(config.gateway)
         );
-        let ip = Ip::new(Device(nic), mac, config, 0x4300 ^ pid as u16);
-        let mut server = Server::new(Local(ip), log_to);
+        // The transport layer's state is 75 KiB, most of it TCP's buffers: in a static, built
+        // at compile time, not on the stack; the IP layer goes in once the device is open.
+        static mut SERVER: Server<Local> = Server::new(Local(None), Log(launch_handle(slots::LOG)));
+        // SAFETY: `run` is entered once (the program's entry) and never returns; this is the
+        // only reference ever made to `SERVER`.
+        let server = unsafe { &mut *core::ptr::addr_of_mut!(SERVER) };
+        *server.network() = Local(Some(Ip::new(Device(nic), mac, config, 0x4300 ^ pid as u16)));
         server.run(endpoint)
     }
 }

@@ -87,6 +87,11 @@ impl<N: Network> Server<N> {
         }
     }
 
+    /// The network below (for a program that puts it in after building the server).
+    pub fn network(&mut self) -> &mut N {
+        &mut self.net
+    }
+
     /// Takes the grants in this program's configuration block (a block that does not parse
     /// grants nothing, and the log says so), and seeds TCP's initial sequence numbers.
     fn configure(&mut self) {

@@ -7,10 +7,16 @@ const HOST: Ipv4Addr = [10, 0, 2, 2];
 
 use brainix_proto::transport::{PortRange, grant_badge};
 
-/// A UDP grant for local `port`, remotes `remote/prefix`, remote ports 1024 and up.
-fn udp(port: u16, remote: Ipv4Addr, prefix: u8) -> Grant {
+/// A `protocol` grant for local `port`, remotes `remote/prefix`, remote ports `first` and up
+/// (the TCP tests' too).
+pub(crate) fn grant_of(
+    protocol: Protocol,
+    port: u16,
+    (remote, prefix): (Ipv4Addr, u8),
+    first: u16,
+) -> Grant {
     Grant {
-        protocol: Protocol::Udp,
+        protocol,
         local_ports: PortRange {
             first: port,
             last: port,
@@ -18,10 +24,15 @@ fn udp(port: u16, remote: Ipv4Addr, prefix: u8) -> Grant {
         remote,
         prefix,
         remote_ports: PortRange {
-            first: 1024,
+            first,
             last: u16::MAX,
         },
     }
+}
+
+/// A UDP grant for local `port`, remotes `remote/prefix`, remote ports 1024 and up.
+fn udp(port: u16, remote: Ipv4Addr, prefix: u8) -> Grant {
+    grant_of(Protocol::Udp, port, (remote, prefix), 1024)
 }
 
 /// A socket table enforcing `grants` (index = position), and their badges.

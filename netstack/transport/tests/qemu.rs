@@ -85,6 +85,21 @@ fn echo_in_capture(pcap: &Scratch, proto: u8) -> (usize, usize, Vec<Seen>) {
     (from, to, leaked)
 }
 
+/// Boots the test system on QEMU's user network with the host forwarding `hostfwd`, capturing
+/// into `pcap`, and starts the IP and transport servers and `echo`.
+fn boot(hostfwd: &str, pcap: &Scratch, echo: &str) -> Session {
+    let netdev = format!("user,id=n0,hostfwd={hostfwd}");
+    let dump = format!("filter-dump,id=f0,netdev=n0,file={}", pcap.0.display());
+    let mut s = Boot::new(image("brainix-kernel-test.elf"))
+        .machine("q35")
+        .nic("52:54:00:be:ef:01", &netdev)
+        .args(&["-object", &dump])
+        .spawn();
+    s.expect(PROMPT, BOOT);
+    s.start_all(&["ip", "transport", echo], PROMPT, REPLY);
+    s
+}
+
 /// The transport server's pid, from the supervisor's launch lines (the last launch).
 fn transport_pid(s: &Session) -> u64 {
     let console = s.console();
@@ -101,16 +116,8 @@ fn transport_pid(s: &Session) -> u64 {
 fn udp_echo_answers_the_host_and_ungranted_senders_are_refused_without_a_packet() {
     let pcap = Scratch::new("udp-echo.pcap");
     let port = free_udp_port();
-    let netdev = format!("user,id=n0,hostfwd=udp:127.0.0.1:{port}-:7");
-    let dump = format!("filter-dump,id=f0,netdev=n0,file={}", pcap.0.display());
-    let mut s = Boot::new(image("brainix-kernel-test.elf"))
-        .machine("q35")
-        .nic("52:54:00:be:ef:01", &netdev)
-        .args(&["-object", &dump])
-        .spawn();
-    s.expect(PROMPT, BOOT);
-    let from = s.start_all(&["ip", "transport", "udp-echo"], PROMPT, REPLY);
-    s.wait_for_line(from, "UDP-ECHO bound 7", REPLY);
+    let mut s = boot(&format!("udp:127.0.0.1:{port}-:7"), &pcap, "udp-echo");
+    s.wait_for_line(0, "UDP-ECHO bound 7", REPLY);
 
     // The host's side: once the first echo came back, every one must, byte for byte.
     let host = udp_echo_socket(port, &s, REPLY);
@@ -279,16 +286,8 @@ fn tcp_echo_answers_the_host_byte_for_byte_and_a_client_without_a_tcp_grant_send
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap();
-    let netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:7");
-    let dump = format!("filter-dump,id=f0,netdev=n0,file={}", pcap.0.display());
-    let mut s = Boot::new(image("brainix-kernel-test.elf"))
-        .machine("q35")
-        .nic("52:54:00:be:ef:01", &netdev)
-        .args(&["-object", &dump])
-        .spawn();
-    s.expect(PROMPT, BOOT);
-    let from = s.start_all(&["ip", "transport", "tcp-echo"], PROMPT, REPLY);
-    s.wait_for_line(from, "TCP-ECHO listening 7", REPLY);
+    let mut s = boot(&format!("tcp:127.0.0.1:{port}-:7"), &pcap, "tcp-echo");
+    s.wait_for_line(0, "TCP-ECHO listening 7", REPLY);
 
     // Connections one after another, payloads of many sizes (a segment, one byte over, many
     // windows' worth): each written whole, the host's half closed, the echo read to its end.

@@ -2,7 +2,7 @@
 //! with a seeded generator), and hostile segments thrown at one.
 extern crate std;
 use super::*;
-use brainix_proto::transport::{Grant, MAX_GRANTS, PortRange, grant_badge};
+use brainix_proto::transport::{Grant, MAX_GRANTS, grant_badge};
 use brainix_testkit::Rng as Prng;
 use brainix_wire::write_tcp;
 use std::boxed::Box;
@@ -24,19 +24,7 @@ const NARROW: u16 = 21;
 const WIDE: u16 = 22;
 
 fn tcp_grant(port: u16, remote: Ipv4Addr, prefix: u8) -> Grant {
-    Grant {
-        protocol: Protocol::Tcp,
-        local_ports: PortRange {
-            first: port,
-            last: port,
-        },
-        remote,
-        prefix,
-        remote_ports: PortRange {
-            first: 1,
-            last: 65535,
-        },
-    }
+    crate::tests::grant_of(Protocol::Tcp, port, (remote, prefix), 1)
 }
 
 /// The grants table every test stack enforces.
