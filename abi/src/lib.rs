@@ -442,8 +442,9 @@ pub mod rights {
 pub const MAX_PROCESSES: usize = 48;
 
 /// Capability slots per process: handles name slots `0..CAP_SLOTS`. The test system's
-/// supervisor holds 48 (a control capability per process it may start, and report capabilities).
-pub const CAP_SLOTS: usize = 48;
+/// supervisor holds 48 (a control capability per process it may start, and report capabilities);
+/// 64 leaves room for a few more programs under test.
+pub const CAP_SLOTS: usize = 64;
 
 /// Longest line [`Syscall::Log`] accepts; longer is [`Error::PayloadTooLarge`].
 pub const MAX_LOG_LINE: usize = 200;
