@@ -485,6 +485,30 @@ impl Session {
         }
     }
 
+    /// Waits (after console byte `from`) for the kernel to kill `process` for the fault
+    /// injection's write at 0x10 (`brainix_rt::crash`) and for the supervisor to restart it;
+    /// returns the generation it was launched with again. Panics, with the line, on any other
+    /// death.
+    pub fn crashed_and_restarted(&self, from: usize, process: &str, timeout: Duration) -> u64 {
+        let fault = self.wait_for_line(from, &format!("brainix: FAULT: {process} "), timeout);
+        assert!(
+            fault.contains("killed: #PF page fault (vector 14)") && fault.contains("addr=0x10"),
+            "{fault}"
+        );
+        let died = self.wait_for_line(from, &format!("[init] {process} "), timeout);
+        assert!(
+            died.contains("died: fault vector 14 at 0x10; restarting"),
+            "{died}"
+        );
+        let launched = self.wait_for_line(from, &format!("brainix: launched {process} "), timeout);
+        launched
+            .split("generation ")
+            .nth(1)
+            .and_then(|g| g.trim_end_matches(')').split([')', ',']).next())
+            .and_then(|g| g.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no generation in {launched:?}"))
+    }
+
     /// Kills QEMU and waits for it to be gone (a TPM it used can then be read).
     pub fn kill(&mut self) {
         let _ = self.child.0.kill();

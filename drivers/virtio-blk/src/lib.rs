@@ -169,9 +169,7 @@ fn handle(
         block::FLUSH => blk.flush().map_err(|_| Error::Io),
         block::CRASH if faulty => {
             log!("fault injection: writing through a null pointer");
-            // SAFETY: not sound, on purpose: nothing is mapped at address 0x10, and the kernel
-            // must kill this process for it.
-            unsafe { core::ptr::write_volatile(0x10 as *mut u64, 0xdead) };
+            brainix_rt::crash();
             Err(Error::Io)
         }
         _ => Err(Error::NoSuchCall),

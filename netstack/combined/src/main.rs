@@ -118,6 +118,6 @@ mod combined {
         // only reference ever made to `SERVER`.
         let server = unsafe { &mut *core::ptr::addr_of_mut!(SERVER) };
         *server.network() = Local(Some(Ip::new(Device(nic), mac, config, 0x4300 ^ pid as u16)));
-        server.run(endpoint)
+        server.run(endpoint, None)
     }
 }

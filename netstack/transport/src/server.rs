@@ -122,7 +122,11 @@ impl<N: Network> Server<N> {
     }
 
     /// Serves clients on `endpoint`, for ever. Each client's badge names its grant.
-    pub fn run(&mut self, endpoint: Endpoint) -> ! {
+    ///
+    /// With `crash` (the test system's fault-injection build only), a [`transport::CRASH`]
+    /// request calls it, so the tests can watch the server die of a fault and be restarted;
+    /// without, `CRASH` is no call.
+    pub fn run(&mut self, endpoint: Endpoint, crash: Option<fn()>) -> ! {
         self.configure();
         self.log(format_args!(
             "udp sockets and tcp, default deny; {} grants",
@@ -137,6 +141,10 @@ impl<N: Network> Server<N> {
                     badge,
                     leases,
                 }) => {
+                    if let (transport::CRASH, Some(crash)) = (msg.label, crash) {
+                        self.log(format_args!("fault injection: transport::CRASH"));
+                        crash();
+                    }
                     let mut reply = Message::new(0);
                     let result = self.handle(&msg, token, badge, leases, &mut reply);
                     if result == Err(Error::MissingRight) {

@@ -386,6 +386,50 @@ fn tcp_echo_answers_the_host_byte_for_byte_and_a_client_without_a_tcp_grant_send
     let c = connect(port, &s);
     let back = echo_over(c, b"after restart");
     assert_eq!(back, b"after restart");
+
+    // Crashed with a connection open: a page fault kills the transport server, the supervisor
+    // restarts it on its own, the echo program's call fails (no hang) and it listens again. The
+    // host's connection died with the server: its next write ends it (the new server resets
+    // QEMU's side, and QEMU closes or resets the host's), rather than meeting silence. The IP
+    // server is not restarted, and the guest still pings.
+    let mut open = connect(port, &s);
+    open.write_all(b"before the crash").unwrap();
+    let mut b = [0u8; 16];
+    open.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"before the crash");
+    let from = s.console().len();
+    s.command("start crash-transport", PROMPT, REPLY);
+    let wait = |s: &Session, needle: &str| s.wait_for_line(from, needle, REPLY);
+    assert_eq!(s.crashed_and_restarted(from, "transport", REPLY), 3);
+    assert_eq!(
+        wait(&s, "CRASH-TRANSPORT "),
+        "CRASH-TRANSPORT reply=peer-dead"
+    );
+    wait(&s, "TCP-ECHO error ");
+    wait(&s, "TCP-ECHO listening 7");
+    open.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = open.write_all(b"after the crash");
+    let mut rest = Vec::new();
+    let ended = open.read_to_end(&mut rest);
+    let closed = match &ended {
+        Ok(0) => rest.is_empty(),
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    };
+    assert!(
+        closed,
+        "the old connection after the crash: {ended:?}, read {rest:?}"
+    );
+    let back = echo_over(connect(port, &s), b"after the crash");
+    assert_eq!(back, b"after the crash");
+    let out = s.command("ping 10.0.2.2", PROMPT, REPLY);
+    assert!(out.contains("ping 10.0.2.2: 3 sent, 3 received"), "{out}");
+    assert!(
+        !s.console()[from..].contains("brainix: launched ip "),
+        "the IP server was restarted:\n{}",
+        &s.console()[from..]
+    );
     drop(s);
 
     // The capture: the echo traffic both ways, and nothing to the probe's port 9999.

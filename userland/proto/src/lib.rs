@@ -473,6 +473,10 @@ pub mod transport {
     pub const ABORT: u64 = 11;
     /// TCP counters.
     pub const TCP_STATS: u64 = 12;
+    /// Only in the fault-injection build (`transport-faulty`, test system): the server dies of a
+    /// page fault, so the tests can watch the transport server fail under its clients and be
+    /// restarted while the IP and link servers carry on.
+    pub const CRASH: u64 = 0x7e;
     /// Largest UDP payload: a 1500-byte IP packet less the IP and UDP headers.
     pub const MAX_DATAGRAM: usize = 1472;
     /// How long one `RECV_FROM`, `ACCEPT`, `CONNECT`, `SEND` or `RECV` may wait: the server

@@ -111,6 +111,15 @@ core::arch::global_asm!(
     ".size _start, . - _start",
 );
 
+/// Fault injection, for the test system's faulty server builds only: writes through address
+/// 0x10, where nothing is ever mapped, so the kernel kills the caller with a page fault. Returns
+/// only if that write did not fault, which the tests then see.
+pub fn crash() {
+    // SAFETY: not sound, on purpose: nothing is mapped at address 0x10, and the kernel must kill
+    // this process for it.
+    unsafe { core::ptr::write_volatile(0x10 as *mut u64, 0xdead) };
+}
+
 /// Writes `bytes` to the console server, in pieces of at most
 /// [`brainix_proto::console::WRITE_MAX`], each lent for one call.
 pub fn write_console(console: Endpoint, bytes: &[u8]) -> cap::Result<()> {

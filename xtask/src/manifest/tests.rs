@@ -349,14 +349,18 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                     (ip::slots::LINK, Expect::Endpoint("link", send)),
                     (ip::slots::LOG, Expect::Log),
                 ],
-                "brainix-transport" if p.bin == "brainix-transport" => vec![
-                    (
-                        transport::slots::ENDPOINT,
-                        Expect::Endpoint("transport", receive),
-                    ),
-                    (transport::slots::IP, Expect::Endpoint("ip", send)),
-                    (transport::slots::LOG, Expect::Log),
-                ],
+                "brainix-transport"
+                    if p.bin == "brainix-transport" || p.bin == "transport-faulty" =>
+                {
+                    vec![
+                        (
+                            transport::slots::ENDPOINT,
+                            Expect::Endpoint("transport", receive),
+                        ),
+                        (transport::slots::IP, Expect::Endpoint("ip", send)),
+                        (transport::slots::LOG, Expect::Log),
+                    ]
+                }
                 "brainix-transport" => {
                     // The combined server's echo client: its endpoint, and a nap of its own.
                     let (served, nap) = if p.name == "udp-echo-combined" {
@@ -429,6 +433,7 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                         }
                         "crash-blk" => Some(Expect::Endpoint("block", send)),
                         "crash-ip" => Some(Expect::Endpoint("ip", send)),
+                        "crash-transport" => Some(Expect::Endpoint("transport", send)),
                         "rogue-driver" => {
                             l.push((2, Expect::Device(0x8086, "bar")));
                             Some(Expect::Device(0x8086, "config"))

@@ -7,17 +7,10 @@ brainix_rt::entry!(run);
 
 #[cfg(target_os = "none")]
 fn run(pid: u64) -> ! {
-    brainix_ip::chain::run(pid, Some(crash))
+    brainix_ip::chain::run(pid, Some(brainix_rt::crash))
 }
 
 #[cfg(not(target_os = "none"))]
 fn run(_pid: u64) -> ! {
     unreachable!("a BraiNIX program")
-}
-
-#[cfg(target_os = "none")]
-fn crash() {
-    // SAFETY: not sound, on purpose: nothing is mapped at address 0x10, and the kernel must kill
-    // this process for it.
-    unsafe { core::ptr::write_volatile(0x10 as *mut u64, 0xdead) };
 }
