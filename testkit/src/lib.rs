@@ -464,6 +464,32 @@ impl Session {
         from
     }
 
+    /// The shell's `ps` row for process `name`. Panics with the table when it has none.
+    pub fn ps(&mut self, name: &str, prompt: &str, timeout: Duration) -> PsRow {
+        let out = self.command("ps", prompt, timeout);
+        out.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|w| w.len() > 5 && w[1] == name)
+            .and_then(|w| {
+                Some(PsRow {
+                    pid: w[0].parse().ok()?,
+                    state: w[2].to_owned(),
+                    generation: w[5].parse().ok()?,
+                })
+            })
+            .unwrap_or_else(|| panic!("no {name} in ps:\n{out}"))
+    }
+
+    /// Stops the running process `name` with the shell's `kill`, and checks that it stopped.
+    pub fn stop(&mut self, name: &str, prompt: &str, timeout: Duration) {
+        let pid = self.ps(name, prompt, timeout).pid;
+        let out = self.command(&format!("kill {pid}"), prompt, timeout);
+        assert!(
+            out.contains(&format!("stopped pid {pid}")),
+            "kill {name}: {out}"
+        );
+    }
+
     /// Waits until the console shows `needle` somewhere after byte `from` (for output a
     /// program prints on its own time) and returns the rest of that line. Panics with the
     /// console when it does not come in `timeout`.
@@ -532,6 +558,16 @@ impl Session {
     }
 }
 
+/// A process as the shell's `ps` shows it.
+#[derive(Clone, Debug)]
+pub struct PsRow {
+    pub pid: u64,
+    /// `running`, `stopped`, `dead`, ...
+    pub state: String,
+    /// How many times it was launched.
+    pub generation: u64,
+}
+
 /// A free host UDP port on the loopback address, for a QEMU `hostfwd` (taken, then released for
 /// QEMU).
 pub fn free_udp_port() -> u16 {
@@ -570,6 +606,73 @@ pub fn udp_echo_socket(port: u16, s: &Session, within: Duration) -> std::net::Ud
     while host.recv(&mut buf).is_ok() {}
     host.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     host
+}
+
+/// A free host TCP port on the loopback address, for a QEMU `hostfwd` (taken, then released for
+/// QEMU).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free TCP port on 127.0.0.1: {e}"))
+}
+
+/// A connection to a TCP echo server in the guest, reached through the host port `port` that
+/// QEMU forwards, once its echo works (within `within`). QEMU accepts on the host at once and
+/// closes again when the guest did not answer, so this retries until a byte comes back; that
+/// byte is read here, the echo of what follows is the caller's.
+pub fn tcp_echo_connect(port: u16, s: &Session, within: Duration) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let until = Instant::now() + within;
+    loop {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut b = [0u8; 1];
+            if c.write_all(b"?").is_ok() && c.read_exact(&mut b).is_ok() && &b == b"?" {
+                c.set_read_timeout(None).unwrap();
+                return c;
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "no TCP echo through host port {port}:\n{}",
+            s.console()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The host's side of one TCP echo: writes `data` (from a thread of its own, the echo flowing
+/// back meanwhile), shuts its sending half, and reads the echo to the end (each read waiting at
+/// most 60 s): what came back.
+pub fn tcp_echo_over(stream: std::net::TcpStream, data: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut writer = stream.try_clone().unwrap();
+    let data = data.to_vec();
+    let sending = std::thread::spawn(move || {
+        writer.write_all(&data).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    let mut reader = stream;
+    reader
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    reader.read_to_end(&mut back).unwrap();
+    sending.join().unwrap();
+    back
+}
+
+/// `len` bytes of a pattern that `salt` varies and that does not repeat every 256 bytes, so a
+/// byte lost, doubled or moved shows.
+pub fn pattern(len: usize, salt: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u8)
+                .wrapping_mul(31)
+                .wrapping_add(salt ^ (i >> 8) as u8)
+        })
+        .collect()
 }
 
 /// Whether `out` has a line that is exactly `text` (ignoring the line end).

@@ -1,16 +1,20 @@
 //! The chain of network servers against the combined server, in one boot: QEMU with two
-//! network cards, each on a user network of its own with its own host forwarding. The first is
-//! the link server's (link → ip → transport → udp-echo), the second the combined server's
-//! (one process → udp-echo-combined); the same echo program with the same grant answers on
-//! each. The host's traffic alternates between them in batches, so that both see the same
-//! machine load, and the test prints each one's round trips. It asserts only what it can know:
-//! every echo byte for byte. Timings are printed, never asserted.
+//! network cards, each on a user network of its own with its own host forwardings. The first is
+//! the link server's (link → ip → transport → udp-echo, tcp-echo), the second the combined
+//! server's (one process → udp-echo-combined, tcp-echo-combined); the same echo programs with
+//! the same grants answer on each. The host's traffic alternates between them (UDP in batches,
+//! TCP connection by connection), so that both see the same machine load, and the test prints
+//! each one's UDP round trips and TCP throughput. It asserts only what it can know: every echo
+//! byte for byte. Timings are printed, never asserted.
 //!
 //! A board with one network card is not changed by the combined server: it is not launched.
 //!
 //! Needs the images from `cargo xtask build`.
 
-use brainix_testkit::{Boot, Session, free_udp_port, has_line, image, udp_echo_socket};
+use brainix_testkit::{
+    Boot, Session, free_tcp_port, free_udp_port, has_line, image, pattern, tcp_echo_connect,
+    tcp_echo_over, udp_echo_socket,
+};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
@@ -18,7 +22,7 @@ const PROMPT: &str = "brainix> ";
 const BOOT: Duration = Duration::from_secs(60);
 const REPLY: Duration = Duration::from_secs(30);
 
-/// The guest's UDP echo port (udp-echo's grant).
+/// The guest's UDP and TCP echo port (udp-echo's and tcp-echo's grants).
 const ECHO_PORT: u16 = 7;
 
 /// The first card's address: the link server's.
@@ -40,27 +44,34 @@ struct Forward {
     combined: u16,
 }
 
-/// The test system with both network stacks running and their echo servers bound.
+/// The test system with both network stacks running and their UDP echo servers bound; each
+/// card forwards a host UDP and a host TCP port to the echo port.
 struct TwoStacks {
     s: Session,
     udp: Forward,
+    tcp: Forward,
 }
 
 /// Boots with two network cards: the first (index 0) the chain's, the second (index 1) the
-/// combined server's. A TCP comparison adds its own `hostfwd=tcp:` forwardings to both here.
+/// combined server's. The TCP echo servers are not started here: a TCP listener changes how the
+/// servers wait (they poll the network), and the UDP round trips are measured without one.
 fn boot_two_stacks() -> TwoStacks {
     let udp = Forward {
         chain: free_udp_port(),
         combined: free_udp_port(),
     };
-    let n0 = format!(
-        "user,id=n0,hostfwd=udp:127.0.0.1:{}-:{ECHO_PORT}",
-        udp.chain
-    );
-    let n1 = format!(
-        "user,id=n1,hostfwd=udp:127.0.0.1:{}-:{ECHO_PORT}",
-        udp.combined
-    );
+    let tcp = Forward {
+        chain: free_tcp_port(),
+        combined: free_tcp_port(),
+    };
+    let netdev = |id: &str, udp: u16, tcp: u16| {
+        format!(
+            "user,id={id},hostfwd=udp:127.0.0.1:{udp}-:{ECHO_PORT},\
+             hostfwd=tcp:127.0.0.1:{tcp}-:{ECHO_PORT}"
+        )
+    };
+    let n0 = netdev("n0", udp.chain, tcp.chain);
+    let n1 = netdev("n1", udp.combined, tcp.combined);
     let mut s = Boot::new(image("brainix-kernel-test.elf"))
         .machine("q35")
         .nic(CHAIN_MAC, &n0)
@@ -77,7 +88,7 @@ fn boot_two_stacks() -> TwoStacks {
          link, ip and transport in one process"
     );
     s.wait_for_line(from, "UDP-ECHO bound 7", REPLY);
-    TwoStacks { s, udp }
+    TwoStacks { s, udp, tcp }
 }
 
 /// Datagram `i` of a batch: 8 to about 1000 bytes, each different.
@@ -137,11 +148,11 @@ fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
 }
 
-#[test]
-fn udp_echo_round_trips_through_the_chain_and_the_combined_server_in_one_run() {
-    let TwoStacks { s, udp } = boot_two_stacks();
-    let chain = udp_echo_socket(udp.chain, &s, REPLY);
-    let combined = udp_echo_socket(udp.combined, &s, REPLY);
+/// UDP echo round trips through each stack: batches of datagrams alternating between them;
+/// prints their medians and 99th percentiles.
+fn udp_round_trips(s: &Session, udp: Forward) {
+    let chain = udp_echo_socket(udp.chain, s, REPLY);
+    let combined = udp_echo_socket(udp.combined, s, REPLY);
     const ROUNDS: usize = 20;
     const BATCH: usize = 25;
     let paths = [(&chain, "chain"), (&combined, "combined")];
@@ -151,7 +162,7 @@ fn udp_echo_round_trips_through_the_chain_and_the_combined_server_in_one_run() {
         for k in 0..paths.len() {
             let which = (round + k) % paths.len();
             let (host, what) = paths[which];
-            echo_batch(host, what, round, BATCH, &mut rtts[which], &s);
+            echo_batch(host, what, round, BATCH, &mut rtts[which], s);
         }
     }
     let n = ROUNDS * BATCH;
@@ -174,6 +185,121 @@ fn udp_echo_round_trips_through_the_chain_and_the_combined_server_in_one_run() {
     // Neither echo server saw a call fail.
     let console = s.console();
     assert!(!console.contains("UDP-ECHO error"), "{console}");
+}
+
+/// Starts `program` (a tcp-echo) and waits until it listens.
+fn start_tcp_echo(s: &mut Session, program: &str) {
+    let from = s.start_all(&[program], PROMPT, REPLY);
+    s.wait_for_line(from, "TCP-ECHO listening 7", REPLY);
+}
+
+/// One TCP echo of `len` bytes through host port `port`, on a connection of its own: the bytes
+/// per second, host → guest → host (the host writes while it reads the echo), timed from the
+/// connection's first echoed byte to the echo's end. Asserts that every byte came back, and that
+/// the echo server counted them all (the probe byte too) and closed.
+fn tcp_echo_rate(s: &Session, what: &str, port: u16, len: usize, salt: u8) -> f64 {
+    let from = s.console().len();
+    let c = tcp_echo_connect(port, s, REPLY);
+    let data = pattern(len, salt);
+    let t = Instant::now();
+    let back = tcp_echo_over(c, &data);
+    let elapsed = t.elapsed();
+    assert_eq!(back.len(), len, "{what}: {len} bytes, {} back", back.len());
+    assert!(back == data, "{what}: {len} bytes differ");
+    s.wait_for_line(
+        from,
+        &format!("TCP-ECHO closed after {} bytes", len + 1),
+        REPLY,
+    );
+    len as f64 / elapsed.as_secs_f64()
+}
+
+/// Median, minimum and maximum of a set of rates, in MiB/s.
+struct Rates {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn rates(samples: &mut [f64]) -> Rates {
+    assert!(!samples.is_empty());
+    samples.sort_by(f64::total_cmp);
+    let mib = |r: f64| r / f64::from(1 << 20);
+    Rates {
+        median: mib(samples[samples.len() / 2]),
+        min: mib(samples[0]),
+        max: mib(samples[samples.len() - 1]),
+    }
+}
+
+/// TCP echo throughput through each stack: connections of each size, alternating between the
+/// stacks; prints medians, minima and maxima and the echo servers' TCP counters.
+fn tcp_throughput(s: &mut Session, tcp: Forward) {
+    // A server serves one request at a time, and the UDP echo servers' receives hold it for up
+    // to 200 ms each (`RECV_WAIT_MAX_MS`): with them bound, every TCP call would wait behind
+    // one. TCP is measured alone, as in the transport server's own test.
+    s.stop("udp-echo", PROMPT, REPLY);
+    s.stop("udp-echo-combined", PROMPT, REPLY);
+    start_tcp_echo(s, "tcp-echo");
+    start_tcp_echo(s, "tcp-echo-combined");
+    const ROUNDS: usize = 7;
+    const SIZES: [usize; 2] = [64 << 10, 1 << 20];
+    let paths = [(tcp.chain, "chain"), (tcp.combined, "combined")];
+    // Per size, per path.
+    let mut samples = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+    let mut counters = [String::new(), String::new()];
+    for round in 0..ROUNDS {
+        for k in 0..paths.len() {
+            let which = (round + k) % paths.len();
+            let (port, what) = paths[which];
+            for (i, &len) in SIZES.iter().enumerate() {
+                let salt = (round * SIZES.len() + i) as u8;
+                samples[i][which].push(tcp_echo_rate(s, what, port, len, salt));
+            }
+            // The server's counters after this path's last connection (retransmissions).
+            let console = s.console();
+            let closed = console
+                .lines()
+                .rfind(|l| l.starts_with("TCP-ECHO closed after"));
+            counters[which] = closed.unwrap_or_default().trim_end().to_owned();
+        }
+    }
+    let mut report = format!(
+        "TCP echo throughput host->guest->host (the host writes while it reads the echo), \
+         {ROUNDS} connections per size and stack, alternating:"
+    );
+    for (i, len) in SIZES.iter().enumerate() {
+        let [through_chain, through_combined] = &mut samples[i];
+        let c = rates(through_chain);
+        let one = rates(through_combined);
+        report += &format!(
+            "\n  {} KiB: chain (link, ip, transport servers): median {:.2} MiB/s (min {:.2}, max {:.2})\
+             \n  {} KiB: combined server:                     median {:.2} MiB/s (min {:.2}, max {:.2})\
+             \n  {} KiB: combined / chain: median {:.2}x",
+            len >> 10,
+            c.median,
+            c.min,
+            c.max,
+            len >> 10,
+            one.median,
+            one.min,
+            one.max,
+            len >> 10,
+            one.median / c.median
+        );
+    }
+    eprintln!("{report}");
+    eprintln!("  chain's tcp-echo, last connection: {}", counters[0]);
+    eprintln!("  combined's tcp-echo, last connection: {}", counters[1]);
+    let console = s.console();
+    assert!(!console.contains("TCP-ECHO error"), "{console}");
+}
+
+#[test]
+fn udp_round_trips_and_tcp_throughput_through_the_chain_and_the_combined_server_in_one_run() {
+    let TwoStacks { mut s, udp, tcp } = boot_two_stacks();
+    udp_round_trips(&s, udp);
+    tcp_throughput(&mut s, tcp);
 }
 
 #[test]

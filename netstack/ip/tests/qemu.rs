@@ -6,7 +6,7 @@
 //!
 //! Needs the images from `cargo xtask build` (the IP server is in the test system).
 
-use brainix_testkit::{Boot, Session, free_udp_port, has_line, image, udp_echo_socket};
+use brainix_testkit::{Boot, PsRow, Session, free_udp_port, has_line, image, udp_echo_socket};
 use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -271,25 +271,11 @@ impl Flow {
     }
 }
 
-/// The `ps` row of process `name`: its pid, state and generation.
-fn ps(s: &mut Session, name: &str) -> (u64, String, u64) {
-    let out = s.command("ps", PROMPT, REPLY);
-    out.lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|w| w.len() > 5 && w[1] == name)
-        .map(|w| {
-            (
-                w[0].parse().unwrap(),
-                w[2].to_owned(),
-                w[5].parse().unwrap(),
-            )
-        })
-        .unwrap_or_else(|| panic!("no {name} in ps:\n{out}"))
-}
-
 /// The link server is the one that started at boot, and alive.
 fn link_server_carries_on(s: &mut Session) {
-    let (_, state, generation) = ps(s, "net");
+    let PsRow {
+        state, generation, ..
+    } = s.ps("net", PROMPT, REPLY);
     assert!(
         generation == 1 && state != "dead" && state != "stopped",
         "the link server: {state}, generation {generation}"
@@ -318,7 +304,7 @@ fn the_ip_server_stopped_or_crashed_under_traffic_fails_its_clients_and_comes_ba
 
     // Stopped: the echo server's receive fails at once (the transport server's call to the IP
     // server answers peer-dead), and no echo comes back while it is down.
-    let (ip, _, _) = ps(&mut s, "ip");
+    let ip = s.ps("ip", PROMPT, REPLY).pid;
     let from = s.console().len();
     let out = s.command(&format!("kill {ip}"), PROMPT, REPLY);
     assert!(out.contains(&format!("stopped pid {ip}")), "{out}");
@@ -356,7 +342,7 @@ fn the_ip_server_stopped_or_crashed_under_traffic_fails_its_clients_and_comes_ba
     link_server_carries_on(&mut s);
     let out = s.command("ping 10.0.2.2", PROMPT, REPLY);
     assert!(has_line(&out, "ping 10.0.2.2: 3 sent, 3 received"), "{out}");
-    let (_, _, generation) = ps(&mut s, "ip");
+    let generation = s.ps("ip", PROMPT, REPLY).generation;
     assert_eq!(generation, 3);
     flow.end();
 }

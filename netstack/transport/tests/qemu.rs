@@ -7,10 +7,12 @@
 //!
 //! Needs the images from `cargo xtask build`.
 
-use brainix_testkit::{Boot, Scratch, Session, free_udp_port, image, udp_echo_socket};
+use brainix_testkit::{
+    Boot, Scratch, Session, free_tcp_port, free_udp_port, image, pattern, tcp_echo_connect,
+    tcp_echo_over, udp_echo_socket,
+};
 use brainix_wire::{ETHERTYPE_IPV4, Ethernet, Ipv4, PROTO_TCP, PROTO_UDP, Tcp, Udp};
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 const PROMPT: &str = "brainix> ";
@@ -100,18 +102,6 @@ fn boot(hostfwd: &str, pcap: &Scratch, echo: &str) -> Session {
     s
 }
 
-/// The transport server's pid, from the supervisor's launch lines (the last launch).
-fn transport_pid(s: &Session) -> u64 {
-    let console = s.console();
-    console
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("brainix: launched transport (pid "))
-        .and_then(|l| l.split(',').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no transport pid:\n{console}"))
-}
-
 #[test]
 fn udp_echo_answers_the_host_and_ungranted_senders_are_refused_without_a_packet() {
     let pcap = Scratch::new("udp-echo.pcap");
@@ -192,10 +182,8 @@ fn udp_echo_answers_the_host_and_ungranted_senders_are_refused_without_a_packet(
     // Containment: the transport server stopped, its client gets an error (not a hang) and
     // the host no echo; restarted, the client binds again and the echo comes back. The IP and
     // link servers and the kernel carry on throughout.
-    let pid = transport_pid(&s);
     let from = s.console().len();
-    let out = s.command(&format!("kill {pid}"), PROMPT, REPLY);
-    assert!(out.contains(&format!("stopped pid {pid}")), "{out}");
+    s.stop("transport", PROMPT, REPLY);
     s.wait_for_line(from, "UDP-ECHO error recv: peer-dead", REPLY);
     host.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
     host.send(b"while down").unwrap();
@@ -230,62 +218,10 @@ fn udp_echo_answers_the_host_and_ungranted_senders_are_refused_without_a_packet(
     );
 }
 
-/// The host's side of one echo: writes `data` (from a thread of its own, the echo flowing back
-/// meanwhile), shuts its sending half, and reads the echo to the end: what came back.
-fn echo_over(stream: TcpStream, data: &[u8]) -> Vec<u8> {
-    let mut writer = stream.try_clone().unwrap();
-    let data = data.to_vec();
-    let sending = std::thread::spawn(move || {
-        writer.write_all(&data).unwrap();
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut back = Vec::new();
-    let mut reader = stream;
-    reader
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    reader.read_to_end(&mut back).unwrap();
-    sending.join().unwrap();
-    back
-}
-
-/// A connection through the forwarding whose echo works: QEMU accepts on the host at once, and
-/// closes again when the guest did not answer, so retry until a byte comes back (that byte is
-/// read here; the echo of what follows is the caller's).
-fn connect(port: u16, s: &Session) -> TcpStream {
-    let until = Instant::now() + REPLY;
-    loop {
-        if let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) {
-            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let mut b = [0u8; 1];
-            if c.write_all(b"?").is_ok() && c.read_exact(&mut b).is_ok() && &b == b"?" {
-                c.set_read_timeout(None).unwrap();
-                return c;
-            }
-        }
-        assert!(Instant::now() < until, "no TCP echo:\n{}", s.console());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn pattern(len: usize, salt: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| {
-            (i as u8)
-                .wrapping_mul(31)
-                .wrapping_add(salt ^ (i >> 8) as u8)
-        })
-        .collect()
-}
-
 #[test]
 fn tcp_echo_answers_the_host_byte_for_byte_and_a_client_without_a_tcp_grant_sends_nothing() {
     let pcap = Scratch::new("tcp-echo.pcap");
-    // A free host port for the forwarding (taken, then released for QEMU).
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap();
+    let port = free_tcp_port();
     let mut s = boot(&format!("tcp:127.0.0.1:{port}-:7"), &pcap, "tcp-echo");
     s.wait_for_line(0, "TCP-ECHO listening 7", REPLY);
 
@@ -296,9 +232,9 @@ fn tcp_echo_answers_the_host_byte_for_byte_and_a_client_without_a_tcp_grant_send
         .into_iter()
         .enumerate()
     {
-        let c = connect(port, &s);
+        let c = tcp_echo_connect(port, &s, REPLY);
         let data = pattern(len, i as u8);
-        let back = echo_over(c, &data);
+        let back = tcp_echo_over(c, &data);
         assert_eq!(back.len(), len, "{len} bytes: {} back", back.len());
         assert!(back == data, "{len} bytes differ");
         conns += 1;
@@ -309,10 +245,10 @@ fn tcp_echo_answers_the_host_byte_for_byte_and_a_client_without_a_tcp_grant_send
     // Throughput, host -> guest -> host: 1 MiB echoed, five runs.
     let mut rates = Vec::new();
     for run in 0..5u8 {
-        let c = connect(port, &s);
+        let c = tcp_echo_connect(port, &s, REPLY);
         let data = pattern(1 << 20, run);
         let t = Instant::now();
-        let back = echo_over(c, &data);
+        let back = tcp_echo_over(c, &data);
         let elapsed = t.elapsed();
         assert!(back == data, "run {run}");
         rates.push((1 << 20) as f64 / elapsed.as_secs_f64() / (1 << 20) as f64);
@@ -327,7 +263,7 @@ fn tcp_echo_answers_the_host_byte_for_byte_and_a_client_without_a_tcp_grant_send
     );
 
     // The host resets a connection mid-stream: the echo program hears of it and goes on.
-    let c = connect(port, &s);
+    let c = tcp_echo_connect(port, &s, REPLY);
     let fd = std::os::fd::AsRawFd::as_raw_fd(&c);
     let linger = libc::linger {
         l_onoff: 1,
@@ -348,7 +284,7 @@ fn tcp_echo_answers_the_host_byte_for_byte_and_a_client_without_a_tcp_grant_send
     drop(c);
     s.wait_for_line(from, "TCP-ECHO error echo: connection-reset", REPLY);
     conns += 1;
-    let mut c = connect(port, &s);
+    let mut c = tcp_echo_connect(port, &s, REPLY);
     c.write_all(b"after the reset").unwrap();
     let mut b = [0u8; 15];
     c.read_exact(&mut b).unwrap();
@@ -375,16 +311,14 @@ fn tcp_echo_answers_the_host_byte_for_byte_and_a_client_without_a_tcp_grant_send
 
     // Containment: the transport server stopped, the echo program's call fails (no hang);
     // restarted, it listens again and the host connects again.
-    let pid = transport_pid(&s);
     let from = s.console().len();
-    let out = s.command(&format!("kill {pid}"), PROMPT, REPLY);
-    assert!(out.contains(&format!("stopped pid {pid}")), "{out}");
+    s.stop("transport", PROMPT, REPLY);
     s.wait_for_line(from, "TCP-ECHO error accept: peer-dead", REPLY);
     let from = s.console().len();
     s.command("start transport", PROMPT, REPLY);
     s.wait_for_line(from, "TCP-ECHO listening 7", REPLY);
-    let c = connect(port, &s);
-    let back = echo_over(c, b"after restart");
+    let c = tcp_echo_connect(port, &s, REPLY);
+    let back = tcp_echo_over(c, b"after restart");
     assert_eq!(back, b"after restart");
 
     // Crashed with a connection open: a page fault kills the transport server, the supervisor
@@ -392,7 +326,7 @@ fn tcp_echo_answers_the_host_byte_for_byte_and_a_client_without_a_tcp_grant_send
     // host's connection died with the server: its next write ends it (the new server resets
     // QEMU's side, and QEMU closes or resets the host's), rather than meeting silence. The IP
     // server is not restarted, and the guest still pings.
-    let mut open = connect(port, &s);
+    let mut open = tcp_echo_connect(port, &s, REPLY);
     open.write_all(b"before the crash").unwrap();
     let mut b = [0u8; 16];
     open.read_exact(&mut b).unwrap();
@@ -421,7 +355,7 @@ fn tcp_echo_answers_the_host_byte_for_byte_and_a_client_without_a_tcp_grant_send
         closed,
         "the old connection after the crash: {ended:?}, read {rest:?}"
     );
-    let back = echo_over(connect(port, &s), b"after the crash");
+    let back = tcp_echo_over(tcp_echo_connect(port, &s, REPLY), b"after the crash");
     assert_eq!(back, b"after the crash");
     let out = s.command("ping 10.0.2.2", PROMPT, REPLY);
     assert!(out.contains("ping 10.0.2.2: 3 sent, 3 received"), "{out}");

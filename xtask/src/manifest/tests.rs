@@ -362,11 +362,11 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                     ]
                 }
                 "brainix-transport" => {
-                    // The combined server's echo client: its endpoint, and a nap of its own.
-                    let (served, nap) = if p.name == "udp-echo-combined" {
-                        ("combined", "udp-echo-combined-nap")
+                    // The combined server's echo clients: its endpoint, and a nap of their own.
+                    let served = if p.name.ends_with("-combined") {
+                        "combined"
                     } else {
-                        ("transport", "udp-echo-nap")
+                        "transport"
                     };
                     let mut l = vec![
                         (
@@ -379,10 +379,12 @@ fn the_shipped_systems_give_each_program_the_slots_it_opens() {
                         ),
                     ];
                     if p.bin == "udp-echo" || p.bin == "tcp-echo" {
-                        let nap = if p.bin == "tcp-echo" {
-                            "tcp-echo-nap"
-                        } else {
-                            nap
+                        let nap = match p.name.as_str() {
+                            "udp-echo" => "udp-echo-nap",
+                            "tcp-echo" => "tcp-echo-nap",
+                            "udp-echo-combined" => "udp-echo-combined-nap",
+                            "tcp-echo-combined" => "tcp-echo-combined-nap",
+                            other => panic!("{other}: an echo client with no nap known here"),
                         };
                         l.push((transport::client_slots::NAP, Expect::Endpoint(nap, receive)));
                     }
