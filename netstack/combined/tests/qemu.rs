@@ -235,9 +235,8 @@ fn rates(samples: &mut [f64]) -> Rates {
 /// TCP echo throughput through each stack: connections of each size, alternating between the
 /// stacks; prints medians, minima and maxima and the echo servers' TCP counters.
 fn tcp_throughput(s: &mut Session, tcp: Forward) {
-    // A server serves one request at a time, and the UDP echo servers' receives hold it for up
-    // to 200 ms each (`RECV_WAIT_MAX_MS`): with them bound, every TCP call would wait behind
-    // one. TCP is measured alone, as in the transport server's own test.
+    // TCP is measured alone, as in the transport server's own test: no UDP echo server waiting
+    // in a receive (parked in the server, which then keeps looking at the network more often).
     s.stop("udp-echo", PROMPT, REPLY);
     s.stop("udp-echo-combined", PROMPT, REPLY);
     start_tcp_echo(s, "tcp-echo");

@@ -2,12 +2,16 @@
 //! below: [`Server`] holds the UDP sockets ([`crate::Sockets`]) and the TCP connections
 //! ([`crate::tcp::Tcp`]), which hold every check, and serves one request at a time.
 //!
-//! Nothing is pushed to it. While any TCP listener or connection exists it never waits on its
-//! endpoint for long: after a request it waits [`GRACE_MS`] for the next, then takes a message
-//! from the [`Network`] (waiting at most [`IDLE_MS`] there), runs the TCP timers and sends what
-//! TCP owes, and looks at its endpoint again. A request that waits (`RECV_FROM`, `ACCEPT`,
-//! `CONNECT`, `SEND`, `RECV`, each bounded) keeps doing the same meanwhile, so every connection
-//! moves while one client waits. With no TCP open it waits on its endpoint for ever, as before.
+//! A request that waits (`RECV_FROM`, `ACCEPT`, `CONNECT`, `SEND`, `RECV`, each bounded) and
+//! cannot be answered at once is parked: its caller stays blocked in its call while the server
+//! serves other clients, and is answered as soon as the network brings what it waits for, or at
+//! its deadline. So a client waiting for a datagram never holds up another's TCP.
+//!
+//! Nothing is pushed to it. While any TCP listener or connection exists, or a request is parked,
+//! it never waits on its endpoint for long: after a request it waits [`GRACE_MS`] for the next,
+//! then takes a message from the [`Network`] (waiting at most [`IDLE_MS`] there), runs the TCP
+//! timers, sends what TCP owes, answers the parked requests it can, and looks at its endpoint
+//! again. With nothing open or parked it waits on its endpoint for ever.
 //!
 //! The transport server (`src/main.rs`) gives it a network that is IPC to the IP server; a
 //! combined network server gives it the IP layer in its own process.
@@ -15,7 +19,7 @@
 use crate::tcp::{Handle, SEGMENT_MAX, Tcp};
 use crate::{Grants, Sockets};
 use brainix_abi::{Error, FOREVER, Message};
-use brainix_proto::transport::{self, MAX_DATAGRAM, RECV_WAIT_MAX_MS};
+use brainix_proto::transport::{self, MAX_DATAGRAM, MAX_GRANTS, RECV_WAIT_MAX_MS};
 use brainix_proto::{config, status_of};
 use brainix_rt::fmt::Buffer;
 use brainix_rt::{Endpoint, Log, Received, ReplyToken, cap};
@@ -50,14 +54,52 @@ pub trait Network {
 /// The largest message handled: a full UDP datagram (a full TCP segment is as long).
 const BUF: usize = MAX_DATAGRAM + UDP_HEADER;
 
-/// How long the server waits for a client's next request after serving one while TCP is open,
-/// before it turns to the network (the next request usually follows within a few ms).
+/// How long the server waits for a client's next request after answering one while TCP is open
+/// or a request is parked, before it turns to the network (the next request usually follows
+/// within a few ms).
 pub const GRACE_MS: u64 = 5;
-/// How long one wait on the network lasts while TCP is open and no client calls: a client's
-/// request waits at most this long before it is seen, and the TCP timers run this often.
+/// How long one wait on the network lasts while TCP is open or a request is parked and no client
+/// calls: a client's request waits at most this long before it is seen, and the TCP timers run
+/// this often.
 pub const IDLE_MS: u64 = 20;
 /// How long the server leaves the network alone after it failed (the IP server restarting).
 const TROUBLE_MS: u64 = 100;
+
+/// How many requests may be parked at once: one per grant is enough, since a client makes one
+/// call at a time and a request without a grant is refused before it waits. Should the table
+/// still be full, a request waits in the server as it did before parking existed.
+const PARKED: usize = MAX_GRANTS;
+
+/// A waiting request not answered yet: its caller is blocked in its call, the reply token and
+/// the leases stay good until it is answered (or the caller dies, and the answer fails).
+#[derive(Clone, Copy)]
+struct Parked {
+    msg: Message,
+    token: ReplyToken,
+    badge: u64,
+    /// `CONNECT`: the connection made for it.
+    conn: Handle,
+    /// Uptime in ms when it is answered, ready or not.
+    deadline: u64,
+}
+
+/// What became of a request.
+enum Answer {
+    /// Answered now, with this status.
+    Now(Result<(), Error>),
+    /// Parked: answered later by [`Server::answer_parked`].
+    Later,
+}
+
+/// The uptime in ms `ms` from now.
+fn after(ms: u64) -> u64 {
+    cap::uptime().map_or(0, |(now, _)| now) + ms
+}
+
+/// The ms left until uptime `until`.
+fn left(until: u64) -> u64 {
+    cap::uptime().map_or(0, |(now, _)| until.saturating_sub(now))
+}
 
 /// The transport server over `N`.
 pub struct Server<N> {
@@ -69,6 +111,7 @@ pub struct Server<N> {
     trouble: Option<Error>,
     buf: [u8; BUF],
     segment: [u8; SEGMENT_MAX],
+    parked: [Option<Parked>; PARKED],
 }
 
 impl<N: Network> Server<N> {
@@ -84,6 +127,7 @@ impl<N: Network> Server<N> {
             trouble: None,
             buf: [0; BUF],
             segment: [0; SEGMENT_MAX],
+            parked: [None; PARKED],
         }
     }
 
@@ -116,9 +160,25 @@ impl<N: Network> Server<N> {
         let _ = self.log.write(line.as_bytes());
     }
 
-    /// How long to wait on the endpoint: `ms` while TCP needs the network, else for ever.
+    /// How long to wait on the endpoint: `ms` while TCP or a parked request needs the network,
+    /// else for ever.
     fn wait(&self, ms: u64) -> u64 {
-        if self.tcp.active() { ms } else { FOREVER }
+        if self.tcp.active() || self.parked.iter().any(Option::is_some) {
+            ms
+        } else {
+            FOREVER
+        }
+    }
+
+    /// How long the next wait on the network may last: [`IDLE_MS`], or less when a parked
+    /// request's deadline comes sooner.
+    fn idle_ms(&self) -> u64 {
+        let now = cap::uptime().map_or(0, |(now, _)| now);
+        self.parked
+            .iter()
+            .flatten()
+            .map(|p| p.deadline.saturating_sub(now))
+            .fold(IDLE_MS, u64::min)
     }
 
     /// Serves clients on `endpoint`, for ever. Each client's badge names its grant.
@@ -134,6 +194,11 @@ impl<N: Network> Server<N> {
         ));
         let mut msg = Message::new(0);
         let mut received = endpoint.recv(&mut msg, FOREVER);
+        // Until when the server waits on its endpoint before it turns to the network. A
+        // notification (the device's interrupt, in a server that drives its device) does not
+        // cut that short: the client answered last is usually about to call again, and the
+        // network waits for it.
+        let mut until = 0;
         loop {
             received = match received {
                 Ok(Received::Message {
@@ -146,27 +211,41 @@ impl<N: Network> Server<N> {
                         crash();
                     }
                     let mut reply = Message::new(0);
-                    let result = self.handle(&msg, token, badge, leases, &mut reply);
-                    if result == Err(Error::MissingRight) {
-                        let denied = self.sockets.stats.denied + self.tcp.stats.denied;
-                        self.log(format_args!(
-                            "denied: badge {badge:#x}, request {}, port {} (denied so far: {denied})",
-                            msg.label, msg.regs[0]
-                        ));
+                    match self.handle(&msg, token, badge, leases, &mut reply) {
+                        Answer::Now(result) => {
+                            if result == Err(Error::MissingRight) {
+                                let denied = self.sockets.stats.denied + self.tcp.stats.denied;
+                                self.log(format_args!(
+                                    "denied: badge {badge:#x}, request {}, port {} (denied so far: {denied})",
+                                    msg.label, msg.regs[0]
+                                ));
+                            }
+                            reply.label = status_of(result);
+                            until = after(GRACE_MS);
+                            endpoint.reply_recv(token, &reply, &mut msg, self.wait(GRACE_MS))
+                        }
+                        // Another request may be queued already; else the network's turn.
+                        Answer::Later => {
+                            until = 0;
+                            endpoint.recv(&mut msg, self.wait(0))
+                        }
                     }
-                    reply.label = status_of(result);
-                    endpoint.reply_recv(token, &reply, &mut msg, self.wait(GRACE_MS))
                 }
                 Ok(Received::Notification(_)) => {
                     self.net.notified();
-                    endpoint.recv(&mut msg, self.wait(0))
+                    endpoint.recv(&mut msg, self.wait(left(until)))
                 }
                 Err(Error::Timeout) => {
-                    // Between requests: TCP's turn.
-                    let pause = match self.service(IDLE_MS) {
-                        Ok(()) => 0,
-                        Err(_) => TROUBLE_MS,
+                    // Between requests: the network's turn, then the parked requests'.
+                    let serviced = self.service(self.idle_ms());
+                    let answered = self.answer_parked(serviced);
+                    // A client answered usually calls again within a few ms.
+                    let pause = match (serviced, answered) {
+                        (Err(_), _) => TROUBLE_MS,
+                        (Ok(()), true) => GRACE_MS,
+                        (Ok(()), false) => 0,
                     };
+                    until = after(pause);
                     endpoint.recv(&mut msg, self.wait(pause))
                 }
                 Err(_) => {
@@ -217,25 +296,169 @@ impl<N: Network> Server<N> {
         }
     }
 
-    /// Keeps the network going until `ready` has an answer, for at most `ms` (at most
-    /// [`RECV_WAIT_MAX_MS`]); [`Error::Timeout`] if none came.
-    fn wait_for<R>(
-        &mut self,
-        ms: u64,
-        mut ready: impl FnMut(&mut Self) -> Result<Option<R>, Error>,
-    ) -> Result<R, Error> {
-        let (start, _) = cap::uptime()?;
-        let deadline = start + ms.min(RECV_WAIT_MAX_MS);
-        loop {
-            if let Some(r) = ready(self)? {
-                return Ok(r);
+    /// The uptime in ms at which a request that may wait `ms` is answered, ready or not (at
+    /// most [`RECV_WAIT_MAX_MS`] from now).
+    fn deadline(ms: u64) -> Result<u64, Error> {
+        let (now, _) = cap::uptime()?;
+        Ok(now + ms.min(RECV_WAIT_MAX_MS))
+    }
+
+    /// Sends every segment TCP owes now (after a client's data or a read that opened the
+    /// window).
+    fn flush_now(&mut self) -> Result<(), Error> {
+        let (now, _) = cap::uptime()?;
+        self.flush(now);
+        Ok(())
+    }
+
+    /// One try at a waiting request: `Some` with `reply` filled when it is answered now, `None`
+    /// when what it waits for has not come.
+    fn attempt(&mut self, p: &Parked, reply: &mut Message) -> Result<Option<()>, Error> {
+        let (msg, token, badge) = (&p.msg, p.token, p.badge);
+        let conn: Handle = msg.regs[0];
+        match msg.label {
+            transport::RECV_FROM => {
+                let got = self.sockets.take(badge, msg.regs[0] as u16, |m| {
+                    let copied = cap::lease_write(token, 0, 0, &m.data[..m.len]);
+                    (copied, m.len, m.from, m.from_port)
+                })?;
+                let Some((copied, len, from, from_port)) = got else {
+                    return Ok(None);
+                };
+                copied?;
+                reply.regs = [
+                    len as u64,
+                    u64::from(u32::from_be_bytes(from)),
+                    u64::from(from_port),
+                    0,
+                ];
             }
-            let (now, _) = cap::uptime()?;
-            if now >= deadline {
-                return Err(Error::Timeout);
+            transport::ACCEPT => {
+                let Some(a) = self.tcp.accept(badge, msg.regs[0] as u16)? else {
+                    return Ok(None);
+                };
+                reply.regs = [
+                    a.handle,
+                    u64::from(u32::from_be_bytes(a.remote)),
+                    u64::from(a.remote_port),
+                    0,
+                ];
             }
-            self.service((deadline - now).min(IDLE_MS))?;
+            transport::CONNECT => {
+                if !self.tcp.established(badge, p.conn)? {
+                    return Ok(None);
+                }
+                reply.regs = [p.conn, 1, 0, 0];
+            }
+            transport::SEND => {
+                let len = msg.regs[1] as usize;
+                let n = self.tcp.send_with(badge, conn, len, |at, run| {
+                    cap::lease_read(token, 0, at as u64, run)
+                })?;
+                if n == 0 && len > 0 {
+                    return Ok(None);
+                }
+                self.flush_now()?;
+                reply.regs[0] = n as u64;
+            }
+            transport::RECV => {
+                let max = msg.regs[1] as usize;
+                let Some(n) = self.tcp.recv_with(badge, conn, max, |at, run| {
+                    cap::lease_write(token, 0, at as u64, run).map(drop)
+                })?
+                else {
+                    return Ok(None);
+                };
+                // A window update, if reading re-opened the window.
+                self.flush_now()?;
+                reply.regs[0] = n as u64;
+            }
+            _ => return Err(Error::NoSuchCall),
         }
+        Ok(Some(()))
+    }
+
+    /// The end of a waiting request that got no answer: its deadline passed
+    /// ([`Error::Timeout`]) or it failed with `e`. A `CONNECT` still opening at its deadline
+    /// answers its handle; one that failed releases its connection (the client has no handle).
+    fn unanswered(&mut self, p: &Parked, e: Error, reply: &mut Message) -> Result<(), Error> {
+        if p.msg.label != transport::CONNECT {
+            return Err(e);
+        }
+        if e == Error::Timeout {
+            reply.regs = [p.conn, 0, 0, 0];
+            return Ok(());
+        }
+        let _ = self.tcp.close(p.badge, p.conn);
+        Err(e)
+    }
+
+    /// A waiting request: answered now if it can be, else parked until it can be or its
+    /// deadline passes. Only with every place taken does it wait here, keeping the network
+    /// going meanwhile (and other clients waiting).
+    fn answer_or_park(&mut self, p: Parked, reply: &mut Message) -> Answer {
+        match self.attempt(&p, reply) {
+            Ok(Some(())) => return Answer::Now(Ok(())),
+            Ok(None) => {}
+            Err(e) => return Answer::Now(self.unanswered(&p, e, reply)),
+        }
+        // A request that may not wait (0 ms) is not parked.
+        if cap::uptime().map_or(true, |(now, _)| now >= p.deadline) {
+            return Answer::Now(self.unanswered(&p, Error::Timeout, reply));
+        }
+        if let Some(place) = self.parked.iter_mut().find(|q| q.is_none()) {
+            *place = Some(p);
+            return Answer::Later;
+        }
+        let result = loop {
+            let now = match cap::uptime() {
+                Ok((now, _)) => now,
+                Err(e) => break Err(e),
+            };
+            if now >= p.deadline {
+                break Err(Error::Timeout);
+            }
+            if let Err(e) = self.service((p.deadline - now).min(IDLE_MS)) {
+                break Err(e);
+            }
+            self.answer_parked(Ok(()));
+            match self.attempt(&p, reply) {
+                Ok(Some(())) => break Ok(()),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        Answer::Now(result.or_else(|e| self.unanswered(&p, e, reply)))
+    }
+
+    /// Answers each parked request that can be answered now, whose deadline passed, or (when
+    /// `network` failed and it is not ready) with the network's error: whether any was.
+    fn answer_parked(&mut self, network: Result<(), Error>) -> bool {
+        let Ok((now, _)) = cap::uptime() else {
+            return false;
+        };
+        let mut answered = false;
+        for i in 0..PARKED {
+            let Some(p) = self.parked[i] else {
+                continue;
+            };
+            let mut reply = Message::new(0);
+            let result = match self.attempt(&p, &mut reply) {
+                Ok(Some(())) => Ok(()),
+                Ok(None) => match network {
+                    Err(e) => self.unanswered(&p, e, &mut reply),
+                    Ok(()) if now >= p.deadline => self.unanswered(&p, Error::Timeout, &mut reply),
+                    Ok(()) => continue,
+                },
+                Err(e) => self.unanswered(&p, e, &mut reply),
+            };
+            self.parked[i] = None;
+            reply.label = status_of(result);
+            // A caller that died meanwhile is not there to hear it: nothing to do.
+            let _ = cap::reply(p.token, &reply);
+            answered = true;
+        }
+        answered
     }
 
     /// This host's address, for TCP's checksums; asked of the network before a TCP request.
@@ -252,7 +475,7 @@ impl<N: Network> Server<N> {
         badge: u64,
         leases: u64,
         reply: &mut Message,
-    ) -> Result<(), Error> {
+    ) -> Result<Answer, Error> {
         self.tcp_ready()?;
         let port = msg.regs[0] as u16;
         let conn: Handle = msg.regs[0];
@@ -261,18 +484,18 @@ impl<N: Network> Server<N> {
         if needs_lease && leases == 0 {
             return Err(Error::BadLease);
         }
+        let waiting = |ms: u64, conn: Handle| -> Result<Parked, Error> {
+            Ok(Parked {
+                msg: *msg,
+                token,
+                badge,
+                conn,
+                deadline: Self::deadline(ms)?,
+            })
+        };
         match msg.label {
-            transport::LISTEN => self.tcp.listen(badge, port),
-            transport::ACCEPT => {
-                let a = self.wait_for(msg.regs[1], |s| s.tcp.accept(badge, port))?;
-                reply.regs = [
-                    a.handle,
-                    u64::from(u32::from_be_bytes(a.remote)),
-                    u64::from(a.remote_port),
-                    0,
-                ];
-                Ok(())
-            }
+            transport::LISTEN => self.tcp.listen(badge, port)?,
+            transport::ACCEPT => return Ok(self.answer_or_park(waiting(msg.regs[1], 0)?, reply)),
             transport::CONNECT => {
                 let remote = (msg.regs[1] as u32).to_be_bytes();
                 // The grant is checked before anything is built or sent.
@@ -280,63 +503,72 @@ impl<N: Network> Server<N> {
                     .tcp
                     .connect(badge, port, remote, msg.regs[2] as u16, now)?;
                 self.flush(now);
-                let open = self.wait_for(msg.regs[3], |s| {
-                    Ok(s.tcp.established(badge, h)?.then_some(()))
-                });
-                match open {
-                    Ok(()) => reply.regs = [h, 1, 0, 0],
-                    Err(Error::Timeout) => reply.regs = [h, 0, 0, 0],
-                    Err(e) => {
-                        // Refused or unanswered: released here, the client has no handle.
-                        let _ = self.tcp.close(badge, h);
-                        return Err(e);
-                    }
-                }
-                Ok(())
+                return Ok(self.answer_or_park(waiting(msg.regs[3], h)?, reply));
             }
-            transport::SEND => {
-                let len = msg.regs[1] as usize;
-                let n = self.wait_for(msg.regs[2], |s| {
-                    let n = s.tcp.send_with(badge, conn, len, |at, run| {
-                        cap::lease_read(token, 0, at as u64, run)
-                    })?;
-                    Ok((n > 0 || len == 0).then_some(n))
-                })?;
-                self.flush(now);
-                reply.regs[0] = n as u64;
-                Ok(())
-            }
-            transport::RECV => {
-                let max = msg.regs[1] as usize;
-                let n = self.wait_for(msg.regs[2], |s| {
-                    s.tcp.recv_with(badge, conn, max, |at, run| {
-                        cap::lease_write(token, 0, at as u64, run).map(drop)
-                    })
-                })?;
-                // A window update, if reading re-opened the window.
-                self.flush(now);
-                reply.regs[0] = n as u64;
-                Ok(())
+            transport::SEND | transport::RECV => {
+                return Ok(self.answer_or_park(waiting(msg.regs[2], conn)?, reply));
             }
             transport::CLOSE => {
                 self.tcp.close(badge, conn)?;
                 self.flush(now);
-                Ok(())
             }
             transport::ABORT => {
                 self.tcp.abort(badge, conn)?;
                 self.flush(now);
-                Ok(())
             }
             _ => {
                 let st = &self.tcp.stats;
                 reply.regs = [st.denied, st.opened, st.retransmits, st.refused()];
-                Ok(())
             }
+        }
+        Ok(Answer::Now(Ok(())))
+    }
+
+    /// Serves one request: answered now, or parked.
+    fn handle(
+        &mut self,
+        msg: &Message,
+        token: ReplyToken,
+        badge: u64,
+        leases: u64,
+        reply: &mut Message,
+    ) -> Answer {
+        let now = |r: Result<(), Error>| Answer::Now(r);
+        match msg.label {
+            transport::BIND => now(self.sockets.bind(badge, msg.regs[0] as u16)),
+            transport::SEND_TO => now(self.send_to(msg, token, badge, leases, reply)),
+            transport::RECV_FROM => {
+                if leases == 0 {
+                    return now(Err(Error::BadLease));
+                }
+                match Self::deadline(msg.regs[1]) {
+                    Ok(deadline) => {
+                        let p = Parked {
+                            msg: *msg,
+                            token,
+                            badge,
+                            conn: 0,
+                            deadline,
+                        };
+                        self.answer_or_park(p, reply)
+                    }
+                    Err(e) => now(Err(e)),
+                }
+            }
+            transport::STATS => {
+                let st = &self.sockets.stats;
+                reply.regs = [st.denied, st.delivered, st.sent, st.drops.total()];
+                now(Ok(()))
+            }
+            transport::LISTEN..=transport::TCP_STATS => self
+                .handle_tcp(msg, token, badge, leases, reply)
+                .unwrap_or_else(|e| now(Err(e))),
+            _ => now(Err(Error::NoSuchCall)),
         }
     }
 
-    fn handle(
+    /// `SEND_TO`: one datagram, if the grant reaches its destination.
+    fn send_to(
         &mut self,
         msg: &Message,
         token: ReplyToken,
@@ -345,67 +577,34 @@ impl<N: Network> Server<N> {
         reply: &mut Message,
     ) -> Result<(), Error> {
         let port = msg.regs[0] as u16;
-        match msg.label {
-            transport::BIND => self.sockets.bind(badge, port),
-            transport::SEND_TO => {
-                let remote = (msg.regs[1] as u32).to_be_bytes();
-                // The grant is checked before anything is read, built or sent.
-                self.sockets
-                    .may_send(badge, port, (remote, msg.regs[2] as u16))?;
-                let len = msg.regs[3] as usize;
-                if len > MAX_DATAGRAM {
-                    return Err(Error::OutOfRange);
-                }
-                if leases == 0 {
-                    return Err(Error::BadLease);
-                }
-                let mut data = [0u8; MAX_DATAGRAM];
-                if cap::lease_read(token, 0, 0, &mut data[..len])? != len {
-                    return Err(Error::BadLease);
-                }
-                let me = self.net.address()?;
-                let n = write_udp(
-                    &mut self.buf,
-                    me,
-                    remote,
-                    port,
-                    msg.regs[2] as u16,
-                    &data[..len],
-                )
-                .ok_or(Error::OutOfRange)?;
-                self.net.send(remote, PROTO_UDP, &self.buf[..n])?;
-                self.sockets.stats.sent += 1;
-                reply.regs[0] = len as u64;
-                Ok(())
-            }
-            transport::RECV_FROM => {
-                if leases == 0 {
-                    return Err(Error::BadLease);
-                }
-                let (copied, len, from, from_port) = self.wait_for(msg.regs[1], |s| {
-                    s.sockets.take(badge, port, |m| {
-                        let copied = cap::lease_write(token, 0, 0, &m.data[..m.len]);
-                        (copied, m.len, m.from, m.from_port)
-                    })
-                })?;
-                copied?;
-                reply.regs = [
-                    len as u64,
-                    u64::from(u32::from_be_bytes(from)),
-                    u64::from(from_port),
-                    0,
-                ];
-                Ok(())
-            }
-            transport::STATS => {
-                let st = &self.sockets.stats;
-                reply.regs = [st.denied, st.delivered, st.sent, st.drops.total()];
-                Ok(())
-            }
-            transport::LISTEN..=transport::TCP_STATS => {
-                self.handle_tcp(msg, token, badge, leases, reply)
-            }
-            _ => Err(Error::NoSuchCall),
+        let remote = (msg.regs[1] as u32).to_be_bytes();
+        // The grant is checked before anything is read, built or sent.
+        self.sockets
+            .may_send(badge, port, (remote, msg.regs[2] as u16))?;
+        let len = msg.regs[3] as usize;
+        if len > MAX_DATAGRAM {
+            return Err(Error::OutOfRange);
         }
+        if leases == 0 {
+            return Err(Error::BadLease);
+        }
+        let mut data = [0u8; MAX_DATAGRAM];
+        if cap::lease_read(token, 0, 0, &mut data[..len])? != len {
+            return Err(Error::BadLease);
+        }
+        let me = self.net.address()?;
+        let n = write_udp(
+            &mut self.buf,
+            me,
+            remote,
+            port,
+            msg.regs[2] as u16,
+            &data[..len],
+        )
+        .ok_or(Error::OutOfRange)?;
+        self.net.send(remote, PROTO_UDP, &self.buf[..n])?;
+        self.sockets.stats.sent += 1;
+        reply.regs[0] = len as u64;
+        Ok(())
     }
 }
