@@ -83,22 +83,18 @@ struct Parked {
     deadline: u64,
 }
 
+/// The uptime in ms at which a request that came at `now` and may wait `ms` is answered, ready
+/// or not (at most [`RECV_WAIT_MAX_MS`] later).
+fn deadline(now: u64, ms: u64) -> u64 {
+    now + ms.min(RECV_WAIT_MAX_MS)
+}
+
 /// What became of a request.
 enum Answer {
     /// Answered now, with this status.
     Now(Result<(), Error>),
     /// Parked: answered later by [`Server::answer_parked`].
     Later,
-}
-
-/// The uptime in ms `ms` from now.
-fn after(ms: u64) -> u64 {
-    cap::uptime().map_or(0, |(now, _)| now) + ms
-}
-
-/// The ms left until uptime `until`.
-fn left(until: u64) -> u64 {
-    cap::uptime().map_or(0, |(now, _)| until.saturating_sub(now))
 }
 
 /// The transport server over `N`.
@@ -112,6 +108,9 @@ pub struct Server<N> {
     buf: [u8; BUF],
     segment: [u8; SEGMENT_MAX],
     parked: [Option<Parked>; PARKED],
+    /// The uptime in ms when last read ([`Server::read_clock`]): read once per request and
+    /// once per message from the network, since each system call costs.
+    now: u64,
 }
 
 impl<N: Network> Server<N> {
@@ -128,6 +127,7 @@ impl<N: Network> Server<N> {
             buf: [0; BUF],
             segment: [0; SEGMENT_MAX],
             parked: [None; PARKED],
+            now: 0,
         }
     }
 
@@ -170,10 +170,19 @@ impl<N: Network> Server<N> {
         }
     }
 
+    /// Reads the uptime in ms into [`Server::now`] (which keeps its last value should the
+    /// kernel refuse).
+    fn read_clock(&mut self) -> u64 {
+        if let Ok((now, _)) = cap::uptime() {
+            self.now = now;
+        }
+        self.now
+    }
+
     /// How long the next wait on the network may last: [`IDLE_MS`], or less when a parked
-    /// request's deadline comes sooner.
+    /// request's deadline comes sooner (as of the clock last read).
     fn idle_ms(&self) -> u64 {
-        let now = cap::uptime().map_or(0, |(now, _)| now);
+        let now = self.now;
         self.parked
             .iter()
             .flatten()
@@ -210,6 +219,7 @@ impl<N: Network> Server<N> {
                         self.log(format_args!("fault injection: transport::CRASH"));
                         crash();
                     }
+                    self.read_clock();
                     let mut reply = Message::new(0);
                     match self.handle(&msg, token, badge, leases, &mut reply) {
                         Answer::Now(result) => {
@@ -221,7 +231,7 @@ impl<N: Network> Server<N> {
                                 ));
                             }
                             reply.label = status_of(result);
-                            until = after(GRACE_MS);
+                            until = self.now + GRACE_MS;
                             endpoint.reply_recv(token, &reply, &mut msg, self.wait(GRACE_MS))
                         }
                         // Another request may be queued already; else the network's turn.
@@ -233,20 +243,27 @@ impl<N: Network> Server<N> {
                 }
                 Ok(Received::Notification(_)) => {
                     self.net.notified();
-                    endpoint.recv(&mut msg, self.wait(left(until)))
+                    let left = until.saturating_sub(self.read_clock());
+                    endpoint.recv(&mut msg, self.wait(left))
                 }
                 Err(Error::Timeout) => {
                     // Between requests: the network's turn, then the parked requests'.
                     let serviced = self.service(self.idle_ms());
-                    let answered = self.answer_parked(serviced);
-                    // A client answered usually calls again within a few ms.
-                    let pause = match (serviced, answered) {
-                        (Err(_), _) => TROUBLE_MS,
-                        (Ok(()), true) => GRACE_MS,
-                        (Ok(()), false) => 0,
-                    };
-                    until = after(pause);
-                    endpoint.recv(&mut msg, self.wait(pause))
+                    match (serviced, self.answer_parked(serviced)) {
+                        // A client answered usually calls again within a few ms.
+                        (_, Some((token, reply))) => {
+                            until = self.now + GRACE_MS;
+                            endpoint.reply_recv(token, &reply, &mut msg, self.wait(GRACE_MS))
+                        }
+                        (Err(_), None) => {
+                            until = self.now + TROUBLE_MS;
+                            endpoint.recv(&mut msg, self.wait(TROUBLE_MS))
+                        }
+                        (Ok(()), None) => {
+                            until = 0;
+                            endpoint.recv(&mut msg, self.wait(0))
+                        }
+                    }
                 }
                 Err(_) => {
                     cap::yield_now();
@@ -274,7 +291,7 @@ impl<N: Network> Server<N> {
         self.trouble = None;
         let me = self.net.address()?;
         self.tcp.set_address(me);
-        let (now, _) = cap::uptime()?;
+        let now = self.read_clock();
         if let Some(got) = got {
             let message = &self.buf[..got.len.min(BUF)];
             match got.proto {
@@ -294,21 +311,6 @@ impl<N: Network> Server<N> {
         while let Some((to, n)) = self.tcp.output(now, &mut self.segment) {
             let _ = self.net.send(to, PROTO_TCP, &self.segment[..n]);
         }
-    }
-
-    /// The uptime in ms at which a request that may wait `ms` is answered, ready or not (at
-    /// most [`RECV_WAIT_MAX_MS`] from now).
-    fn deadline(ms: u64) -> Result<u64, Error> {
-        let (now, _) = cap::uptime()?;
-        Ok(now + ms.min(RECV_WAIT_MAX_MS))
-    }
-
-    /// Sends every segment TCP owes now (after a client's data or a read that opened the
-    /// window).
-    fn flush_now(&mut self) -> Result<(), Error> {
-        let (now, _) = cap::uptime()?;
-        self.flush(now);
-        Ok(())
     }
 
     /// One try at a waiting request: `Some` with `reply` filled when it is answered now, `None`
@@ -358,7 +360,7 @@ impl<N: Network> Server<N> {
                 if n == 0 && len > 0 {
                     return Ok(None);
                 }
-                self.flush_now()?;
+                self.flush(self.now);
                 reply.regs[0] = n as u64;
             }
             transport::RECV => {
@@ -370,7 +372,7 @@ impl<N: Network> Server<N> {
                     return Ok(None);
                 };
                 // A window update, if reading re-opened the window.
-                self.flush_now()?;
+                self.flush(self.now);
                 reply.regs[0] = n as u64;
             }
             _ => return Err(Error::NoSuchCall),
@@ -403,7 +405,7 @@ impl<N: Network> Server<N> {
             Err(e) => return Answer::Now(self.unanswered(&p, e, reply)),
         }
         // A request that may not wait (0 ms) is not parked.
-        if cap::uptime().map_or(true, |(now, _)| now >= p.deadline) {
+        if self.now >= p.deadline {
             return Answer::Now(self.unanswered(&p, Error::Timeout, reply));
         }
         if let Some(place) = self.parked.iter_mut().find(|q| q.is_none()) {
@@ -411,17 +413,16 @@ impl<N: Network> Server<N> {
             return Answer::Later;
         }
         let result = loop {
-            let now = match cap::uptime() {
-                Ok((now, _)) => now,
-                Err(e) => break Err(e),
-            };
+            let now = self.read_clock();
             if now >= p.deadline {
                 break Err(Error::Timeout);
             }
             if let Err(e) = self.service((p.deadline - now).min(IDLE_MS)) {
                 break Err(e);
             }
-            self.answer_parked(Ok(()));
+            if let Some((token, answer)) = self.answer_parked(Ok(())) {
+                let _ = cap::reply(token, &answer);
+            }
             match self.attempt(&p, reply) {
                 Ok(Some(())) => break Ok(()),
                 Ok(None) => {}
@@ -433,11 +434,9 @@ impl<N: Network> Server<N> {
 
     /// Answers each parked request that can be answered now, whose deadline passed, or (when
     /// `network` failed and it is not ready) with the network's error: whether any was.
-    fn answer_parked(&mut self, network: Result<(), Error>) -> bool {
-        let Ok((now, _)) = cap::uptime() else {
-            return false;
-        };
-        let mut answered = false;
+    fn answer_parked(&mut self, network: Result<(), Error>) -> Option<(ReplyToken, Message)> {
+        let now = self.now;
+        let mut held = None;
         for i in 0..PARKED {
             let Some(p) = self.parked[i] else {
                 continue;
@@ -454,11 +453,14 @@ impl<N: Network> Server<N> {
             };
             self.parked[i] = None;
             reply.label = status_of(result);
-            // A caller that died meanwhile is not there to hear it: nothing to do.
-            let _ = cap::reply(p.token, &reply);
-            answered = true;
+            if held.is_none() {
+                held = Some((p.token, reply));
+            } else {
+                // A caller that died meanwhile is not there to hear it: nothing to do.
+                let _ = cap::reply(p.token, &reply);
+            }
         }
-        answered
+        held
     }
 
     /// This host's address, for TCP's checksums; asked of the network before a TCP request.
@@ -479,23 +481,21 @@ impl<N: Network> Server<N> {
         self.tcp_ready()?;
         let port = msg.regs[0] as u16;
         let conn: Handle = msg.regs[0];
-        let (now, _) = cap::uptime()?;
+        let now = self.now;
         let needs_lease = matches!(msg.label, transport::SEND | transport::RECV);
         if needs_lease && leases == 0 {
             return Err(Error::BadLease);
         }
-        let waiting = |ms: u64, conn: Handle| -> Result<Parked, Error> {
-            Ok(Parked {
-                msg: *msg,
-                token,
-                badge,
-                conn,
-                deadline: Self::deadline(ms)?,
-            })
+        let waiting = |ms: u64, conn: Handle| Parked {
+            msg: *msg,
+            token,
+            badge,
+            conn,
+            deadline: deadline(now, ms),
         };
         match msg.label {
             transport::LISTEN => self.tcp.listen(badge, port)?,
-            transport::ACCEPT => return Ok(self.answer_or_park(waiting(msg.regs[1], 0)?, reply)),
+            transport::ACCEPT => return Ok(self.answer_or_park(waiting(msg.regs[1], 0), reply)),
             transport::CONNECT => {
                 let remote = (msg.regs[1] as u32).to_be_bytes();
                 // The grant is checked before anything is built or sent.
@@ -503,10 +503,10 @@ impl<N: Network> Server<N> {
                     .tcp
                     .connect(badge, port, remote, msg.regs[2] as u16, now)?;
                 self.flush(now);
-                return Ok(self.answer_or_park(waiting(msg.regs[3], h)?, reply));
+                return Ok(self.answer_or_park(waiting(msg.regs[3], h), reply));
             }
             transport::SEND | transport::RECV => {
-                return Ok(self.answer_or_park(waiting(msg.regs[2], conn)?, reply));
+                return Ok(self.answer_or_park(waiting(msg.regs[2], conn), reply));
             }
             transport::CLOSE => {
                 self.tcp.close(badge, conn)?;
@@ -541,19 +541,14 @@ impl<N: Network> Server<N> {
                 if leases == 0 {
                     return now(Err(Error::BadLease));
                 }
-                match Self::deadline(msg.regs[1]) {
-                    Ok(deadline) => {
-                        let p = Parked {
-                            msg: *msg,
-                            token,
-                            badge,
-                            conn: 0,
-                            deadline,
-                        };
-                        self.answer_or_park(p, reply)
-                    }
-                    Err(e) => now(Err(e)),
-                }
+                let p = Parked {
+                    msg: *msg,
+                    token,
+                    badge,
+                    conn: 0,
+                    deadline: deadline(self.now, msg.regs[1]),
+                };
+                self.answer_or_park(p, reply)
             }
             transport::STATS => {
                 let st = &self.sockets.stats;
