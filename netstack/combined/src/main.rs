@@ -7,8 +7,9 @@
 //! takes down all three.
 //!
 //! Its slots are a device server's ([`brainix_proto::driver::slots`]); its endpoint serves the
-//! transport protocol. ARP and echo requests are answered while a client's `RECV_FROM` takes
-//! frames (the chain's IP server also answers them between requests).
+//! transport protocol. ARP and echo requests are answered whenever it turns to the network (a
+//! client's request parked, or TCP open); the chain's IP server also answers them between
+//! requests.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 brainix_rt::entry!(run);

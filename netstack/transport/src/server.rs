@@ -433,7 +433,9 @@ impl<N: Network> Server<N> {
     }
 
     /// Answers each parked request that can be answered now, whose deadline passed, or (when
-    /// `network` failed and it is not ready) with the network's error: whether any was.
+    /// `network` failed and it is not ready) with the network's error. The first answer is
+    /// handed back, not sent, for the caller's `reply_recv`: a reply and a receive of their own
+    /// cost a round trip under emulation that one call does not.
     fn answer_parked(&mut self, network: Result<(), Error>) -> Option<(ReplyToken, Message)> {
         let now = self.now;
         let mut held = None;

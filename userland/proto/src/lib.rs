@@ -432,8 +432,9 @@ pub mod ip {
 /// | [`transport::ABORT`] | `regs[0]` = connection | RST; the connection is released |
 /// | [`transport::TCP_STATS`] | | `regs[0]` = requests denied, `regs[1]` = connections opened, `regs[2]` = retransmissions, `regs[3]` = segments refused (malformed, for no connection or listener, or breaking a TCP rule) |
 ///
-/// Every wait is bounded by [`transport::RECV_WAIT_MAX_MS`]: the server serves one request at
-/// a time, and keeps TCP running (segments in, timers, segments out) between and during them.
+/// Every wait is bounded by [`transport::RECV_WAIT_MAX_MS`]. A request that must wait is parked
+/// in the server, which serves other clients meanwhile and keeps TCP running (segments in,
+/// timers, segments out); it is answered when what it waits for comes, or at its deadline.
 ///
 /// Errors: [`Error::MissingRight`] when the caller's grant does not name the port, protocol or
 /// remote (counted as denied; nothing is sent), [`Error::NotFound`] for a port the caller has
@@ -479,8 +480,8 @@ pub mod transport {
     pub const CRASH: u64 = 0x7e;
     /// Largest UDP payload: a 1500-byte IP packet less the IP and UDP headers.
     pub const MAX_DATAGRAM: usize = 1472;
-    /// How long one `RECV_FROM`, `ACCEPT`, `CONNECT`, `SEND` or `RECV` may wait: the server
-    /// serves one client at a time.
+    /// How long one `RECV_FROM`, `ACCEPT`, `CONNECT`, `SEND` or `RECV` may wait (parked in the
+    /// server, which serves other clients meanwhile); a client waiting longer calls again.
     pub const RECV_WAIT_MAX_MS: u64 = 200;
 
     /// The most grants one transport server enforces (the manifest compiler refuses more).
