@@ -571,10 +571,18 @@ pub struct PsRow {
 /// A free host UDP port on the loopback address, for a QEMU `hostfwd` (taken, then released for
 /// QEMU).
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
+    free_port(
+        "UDP",
+        std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()),
+    )
+}
+
+/// The port of the address a socket just bound to port 0 got (the socket is dropped, the port
+/// released).
+fn free_port(what: &str, bound: std::io::Result<std::net::SocketAddr>) -> u16 {
+    bound
         .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free UDP port on 127.0.0.1: {e}"))
+        .unwrap_or_else(|e| panic!("no free {what} port on 127.0.0.1: {e}"))
 }
 
 /// A host socket connected to a UDP echo server in the guest, reached through the host port
@@ -611,10 +619,10 @@ pub fn udp_echo_socket(port: u16, s: &Session, within: Duration) -> std::net::Ud
 /// A free host TCP port on the loopback address, for a QEMU `hostfwd` (taken, then released for
 /// QEMU).
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free TCP port on 127.0.0.1: {e}"))
+    free_port(
+        "TCP",
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()),
+    )
 }
 
 /// A connection to a TCP echo server in the guest, reached through the host port `port` that

@@ -70,13 +70,23 @@ const TROUBLE_MS: u64 = 100;
 /// still be full, a request waits in the server as it did before parking existed.
 const PARKED: usize = MAX_GRANTS;
 
+/// A client's request as it came.
+#[derive(Clone, Copy)]
+struct Request {
+    msg: Message,
+    /// Its caller's, for the reply and the leases.
+    token: ReplyToken,
+    /// Names the caller's grant.
+    badge: u64,
+    /// How many leases it lends.
+    leases: u64,
+}
+
 /// A waiting request not answered yet: its caller is blocked in its call, the reply token and
 /// the leases stay good until it is answered (or the caller dies, and the answer fails).
 #[derive(Clone, Copy)]
 struct Parked {
-    msg: Message,
-    token: ReplyToken,
-    badge: u64,
+    req: Request,
     /// `CONNECT`: the connection made for it.
     conn: Handle,
     /// Uptime in ms when it is answered, ready or not.
@@ -221,7 +231,13 @@ impl<N: Network> Server<N> {
                     }
                     self.read_clock();
                     let mut reply = Message::new(0);
-                    match self.handle(&msg, token, badge, leases, &mut reply) {
+                    let req = Request {
+                        msg,
+                        token,
+                        badge,
+                        leases,
+                    };
+                    match self.handle(&req, &mut reply) {
                         Answer::Now(result) => {
                             if result == Err(Error::MissingRight) {
                                 let denied = self.sockets.stats.denied + self.tcp.stats.denied;
@@ -316,7 +332,7 @@ impl<N: Network> Server<N> {
     /// One try at a waiting request: `Some` with `reply` filled when it is answered now, `None`
     /// when what it waits for has not come.
     fn attempt(&mut self, p: &Parked, reply: &mut Message) -> Result<Option<()>, Error> {
-        let (msg, token, badge) = (&p.msg, p.token, p.badge);
+        let (msg, token, badge) = (&p.req.msg, p.req.token, p.req.badge);
         let conn: Handle = msg.regs[0];
         match msg.label {
             transport::RECV_FROM => {
@@ -384,14 +400,14 @@ impl<N: Network> Server<N> {
     /// ([`Error::Timeout`]) or it failed with `e`. A `CONNECT` still opening at its deadline
     /// answers its handle; one that failed releases its connection (the client has no handle).
     fn unanswered(&mut self, p: &Parked, e: Error, reply: &mut Message) -> Result<(), Error> {
-        if p.msg.label != transport::CONNECT {
+        if p.req.msg.label != transport::CONNECT {
             return Err(e);
         }
         if e == Error::Timeout {
             reply.regs = [p.conn, 0, 0, 0];
             return Ok(());
         }
-        let _ = self.tcp.close(p.badge, p.conn);
+        let _ = self.tcp.close(p.req.badge, p.conn);
         Err(e)
     }
 
@@ -456,10 +472,10 @@ impl<N: Network> Server<N> {
             self.parked[i] = None;
             reply.label = status_of(result);
             if held.is_none() {
-                held = Some((p.token, reply));
+                held = Some((p.req.token, reply));
             } else {
                 // A caller that died meanwhile is not there to hear it: nothing to do.
-                let _ = cap::reply(p.token, &reply);
+                let _ = cap::reply(p.req.token, &reply);
             }
         }
         held
@@ -472,14 +488,8 @@ impl<N: Network> Server<N> {
         Ok(())
     }
 
-    fn handle_tcp(
-        &mut self,
-        msg: &Message,
-        token: ReplyToken,
-        badge: u64,
-        leases: u64,
-        reply: &mut Message,
-    ) -> Result<Answer, Error> {
+    fn handle_tcp(&mut self, req: &Request, reply: &mut Message) -> Result<Answer, Error> {
+        let (msg, badge, leases) = (&req.msg, req.badge, req.leases);
         self.tcp_ready()?;
         let port = msg.regs[0] as u16;
         let conn: Handle = msg.regs[0];
@@ -489,9 +499,7 @@ impl<N: Network> Server<N> {
             return Err(Error::BadLease);
         }
         let waiting = |ms: u64, conn: Handle| Parked {
-            msg: *msg,
-            token,
-            badge,
+            req: *req,
             conn,
             deadline: deadline(now, ms),
         };
@@ -527,26 +535,18 @@ impl<N: Network> Server<N> {
     }
 
     /// Serves one request: answered now, or parked.
-    fn handle(
-        &mut self,
-        msg: &Message,
-        token: ReplyToken,
-        badge: u64,
-        leases: u64,
-        reply: &mut Message,
-    ) -> Answer {
+    fn handle(&mut self, req: &Request, reply: &mut Message) -> Answer {
+        let (msg, badge) = (&req.msg, req.badge);
         let now = |r: Result<(), Error>| Answer::Now(r);
         match msg.label {
             transport::BIND => now(self.sockets.bind(badge, msg.regs[0] as u16)),
-            transport::SEND_TO => now(self.send_to(msg, token, badge, leases, reply)),
+            transport::SEND_TO => now(self.send_to(req, reply)),
             transport::RECV_FROM => {
-                if leases == 0 {
+                if req.leases == 0 {
                     return now(Err(Error::BadLease));
                 }
                 let p = Parked {
-                    msg: *msg,
-                    token,
-                    badge,
+                    req: *req,
                     conn: 0,
                     deadline: deadline(self.now, msg.regs[1]),
                 };
@@ -557,22 +557,16 @@ impl<N: Network> Server<N> {
                 reply.regs = [st.denied, st.delivered, st.sent, st.drops.total()];
                 now(Ok(()))
             }
-            transport::LISTEN..=transport::TCP_STATS => self
-                .handle_tcp(msg, token, badge, leases, reply)
-                .unwrap_or_else(|e| now(Err(e))),
+            transport::LISTEN..=transport::TCP_STATS => {
+                self.handle_tcp(req, reply).unwrap_or_else(|e| now(Err(e)))
+            }
             _ => now(Err(Error::NoSuchCall)),
         }
     }
 
     /// `SEND_TO`: one datagram, if the grant reaches its destination.
-    fn send_to(
-        &mut self,
-        msg: &Message,
-        token: ReplyToken,
-        badge: u64,
-        leases: u64,
-        reply: &mut Message,
-    ) -> Result<(), Error> {
+    fn send_to(&mut self, req: &Request, reply: &mut Message) -> Result<(), Error> {
+        let (msg, token, badge) = (&req.msg, req.token, req.badge);
         let port = msg.regs[0] as u16;
         let remote = (msg.regs[1] as u32).to_be_bytes();
         // The grant is checked before anything is read, built or sent.
@@ -582,7 +576,7 @@ impl<N: Network> Server<N> {
         if len > MAX_DATAGRAM {
             return Err(Error::OutOfRange);
         }
-        if leases == 0 {
+        if req.leases == 0 {
             return Err(Error::BadLease);
         }
         let mut data = [0u8; MAX_DATAGRAM];
