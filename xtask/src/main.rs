@@ -272,19 +272,15 @@ fn compile_systems(out: &Path) -> Result<BTreeMap<&'static str, PathBuf>, String
     let bin_dir = programs_dir();
     let mut files = BTreeMap::new();
     for (name, system) in systems {
-        let images = configured_images(name, &system, &bin_dir)?;
+        let configured = configured_images(name, &system, &bin_dir)?;
+        // Each image was read once, by `configured_images`; processes have unique names.
         let read = |p: &manifest::Process| {
-            let path = &images[system.processes.iter().position(|q| q == p).unwrap_or(0)];
-            std::fs::read(path).map_err(|e| {
-                format!(
-                    "cannot read program {} ({e}); expected package {:?} to build a binary {:?}",
-                    path.display(),
-                    p.package,
-                    p.bin
-                )
-            })
+            let at = system.processes.iter().position(|q| q.name == p.name);
+            at.map(|i| configured[i].1.clone())
+                .ok_or_else(|| format!("process {:?} is not in the system", p.name))
         };
         manifest::check_images(&system, &read).map_err(|e| e.to_string())?;
+        let images: Vec<PathBuf> = configured.into_iter().map(|(path, _)| path).collect();
         let text = programs_by_env(manifest::generate(&system, &images), &images)?;
         let file = out.join(format!("system-{name}.rs"));
         // Rewritten only when it changes, so that an unchanged system does not relink.
@@ -296,15 +292,15 @@ fn compile_systems(out: &Path) -> Result<BTreeMap<&'static str, PathBuf>, String
     Ok(files)
 }
 
-/// The image each process of `system` runs: the program as built, or, for a process with a
-/// configuration (an interface, socket grants), a copy with its block written
-/// (`manifest::configure`), next to the program as `<bin>.<system>.<process>`. A copy is
+/// The image each process of `system` runs, by pid, with its bytes: the program as built, or,
+/// for a process with a configuration (an interface, socket grants), a copy with its block
+/// written (`manifest::configure`), next to the program as `<bin>.<system>.<process>`. A copy is
 /// rewritten only when it changes, so that an unchanged system does not relink.
 fn configured_images(
     system_name: &str,
     system: &manifest::System,
     bin_dir: &Path,
-) -> Result<Vec<PathBuf>, String> {
+) -> Result<Vec<(PathBuf, Vec<u8>)>, String> {
     let mut images = Vec::new();
     for p in &system.processes {
         let built = bin_dir.join(&p.bin);
@@ -319,7 +315,7 @@ fn configured_images(
         let configured = manifest::configure(p, &bytes)
             .map_err(|e| format!("{}: {e}", system.file.display()))?;
         let Some(image) = configured else {
-            images.push(built);
+            images.push((built, bytes));
             continue;
         };
         let path = bin_dir.join(format!("{}.{system_name}.{}", p.bin, p.name));
@@ -327,7 +323,7 @@ fn configured_images(
             std::fs::write(&path, &image)
                 .map_err(|e| format!("writing {}: {e}", path.display()))?;
         }
-        images.push(path);
+        images.push((path, image));
     }
     Ok(images)
 }
